@@ -1,0 +1,45 @@
+//! Assembles the context-switch routine for the target (not the host).
+
+use std::env;
+
+/// (arch, os, env) -> assembly source. One file per operation, architecture,
+/// ABI and object format.
+const SOURCES: &[(&str, &str, &str, &str)] = &[
+    ("x86_64", "linux", "gnu", "asm/switch_x86_64_sysv_elf.S"),
+    ("x86_64", "linux", "musl", "asm/switch_x86_64_sysv_elf.S"),
+    ("aarch64", "linux", "gnu", "asm/switch_aarch64_aapcs_elf.S"),
+    ("aarch64", "linux", "musl", "asm/switch_aarch64_aapcs_elf.S"),
+];
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=asm/common.h");
+    for (_, _, _, src) in SOURCES {
+        println!("cargo:rerun-if-changed={src}");
+    }
+
+    if env::var_os("CARGO_FEATURE_UCONTEXT").is_some() {
+        // The ucontext backend needs no assembly.
+        return;
+    }
+
+    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    let target_env = env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
+    let Some(&(_, _, _, src)) = SOURCES
+        .iter()
+        .find(|(a, o, e, _)| *a == arch && *o == os && *e == target_env)
+    else {
+        let target = env::var("TARGET").unwrap_or_default();
+        panic!(
+            "ugreen has no context-switch assembly for target `{target}` \
+             (arch {arch}, os {os}, env {target_env}); build with `--features ucontext` \
+             to use getcontext/makecontext/swapcontext instead"
+        );
+    };
+
+    cc::Build::new()
+        .file(src)
+        .include("asm")
+        .compile("ugreen_asm");
+}

@@ -1,0 +1,38 @@
+//! The switch backend: exactly one module is selected for the target, and
+//! every backend offers the same items:
+//!
+//! * `BACKEND`: its name.
+//! * `unsafe fn init_frame(ctx, bottom, top, entry, arg, link, live)`: prepare
+//!   `ctx` so that the next swap into it runs `entry(arg, transfer)` on the
+//!   stack `[bottom, top)`, then clears `*live` and switches to `link`.
+//! * `unsafe fn switch(from, to, transfer) -> usize`: the swap.
+//! * `INIT_RESERVE`: bytes below `top` that `init_frame` uses.
+
+#[cfg(not(feature = "ucontext"))]
+mod asm;
+#[cfg(not(feature = "ucontext"))]
+pub(crate) use asm::*;
+
+#[cfg(all(not(feature = "ucontext"), target_arch = "x86_64"))]
+mod x86_64;
+#[cfg(all(not(feature = "ucontext"), target_arch = "x86_64"))]
+use x86_64 as frame;
+
+#[cfg(all(not(feature = "ucontext"), target_arch = "aarch64"))]
+mod aarch64;
+#[cfg(all(not(feature = "ucontext"), target_arch = "aarch64"))]
+use aarch64 as frame;
+
+#[cfg(all(
+    not(feature = "ucontext"),
+    not(any(target_arch = "x86_64", target_arch = "aarch64"))
+))]
+compile_error!(
+    "ugreen has no context-switch assembly for this architecture; \
+     enable the `ucontext` feature to use getcontext/makecontext/swapcontext"
+);
+
+#[cfg(feature = "ucontext")]
+mod ucontext;
+#[cfg(feature = "ucontext")]
+pub(crate) use ucontext::*;

@@ -1,0 +1,122 @@
+//! The `ucontext` backend: the same raw API on getcontext/makecontext/
+//! swapcontext. The fallback for targets without assembly and the baseline
+//! of every comparison (it makes a signal-mask system call per switch).
+//!
+//! A suspended context's `sp` points to a `ucontext_t`: for a context saved
+//! by a swap, one in the swap's own stack frame (which lives exactly as long
+//! as the context stays suspended); for a new context, one placed below the
+//! top of its stack by `init_frame`.
+
+use crate::context::{EntryFn, RawContext};
+use core::cell::Cell;
+use core::ffi::c_void;
+use core::mem::{size_of, MaybeUninit};
+
+pub(crate) const BACKEND: &str = "ucontext";
+
+/// A new context's ucontext and start data, below the top of its stack.
+#[repr(C, align(16))]
+struct Start {
+    uc: libc::ucontext_t,
+    entry: EntryFn,
+    arg: *mut c_void,
+    link: *mut RawContext,
+    live: *mut usize,
+}
+
+pub(crate) const INIT_RESERVE: usize = (size_of::<Start>() + 15) & !15;
+
+thread_local! {
+    /// The word passed by the latest swap on this thread.
+    static TRANSFER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// # Safety
+/// As for the assembly backend's `switch`.
+pub(crate) unsafe fn switch(from: *mut RawContext, to: *mut RawContext, transfer: usize) -> usize {
+    // SAFETY: checked like the assembly routine does.
+    let target = unsafe {
+        if from.is_null() || to.is_null() || (*to).sp.is_null() {
+            crate::context::ugreen_internal_swap_misuse(from, to);
+        }
+        (*to).sp.cast::<libc::ucontext_t>()
+    };
+    let mut here = MaybeUninit::<libc::ucontext_t>::uninit();
+    // SAFETY: `here` lives in this frame until something swaps back into
+    // `from`, which resumes inside the swapcontext call below.
+    unsafe {
+        (*from).sp = here.as_mut_ptr().cast();
+        (*to).sp = core::ptr::null_mut();
+        TRANSFER.with(|t| t.set(transfer));
+        if libc::swapcontext(here.as_mut_ptr(), target) != 0 {
+            crate::diag::fatal(&[b"swapcontext failed"]);
+        }
+    }
+    TRANSFER.with(|t| t.get())
+}
+
+/// Resumes `to` without saving the current context.
+unsafe fn jump(to: *mut RawContext) -> ! {
+    // SAFETY: checked like the assembly routine does.
+    unsafe {
+        if to.is_null() || (*to).sp.is_null() {
+            crate::context::ugreen_internal_swap_misuse(core::ptr::null(), to);
+        }
+        let target = (*to).sp.cast::<libc::ucontext_t>();
+        (*to).sp = core::ptr::null_mut();
+        TRANSFER.with(|t| t.set(0));
+        libc::setcontext(target);
+    }
+    crate::diag::fatal(&[b"setcontext failed"])
+}
+
+extern "C" fn trampoline(lo: u32, hi: u32) {
+    let start = ((hi as usize) << 32 | lo as usize) as *mut Start;
+    // SAFETY: `start` was written by init_frame and is read before the entry
+    // function can overwrite it (it lies above the entry's stack).
+    let (entry, arg, link, live) = unsafe { ((*start).entry, (*start).arg, (*start).link, (*start).live) };
+    let transfer = TRANSFER.with(|t| t.get());
+    // SAFETY: the contract of RawContext::make.
+    unsafe {
+        entry(arg, transfer);
+        *live = 0;
+    }
+    if link.is_null() {
+        crate::context::ugreen_internal_no_link();
+    }
+    // SAFETY: the link is suspended per the contract of make.
+    unsafe { jump(link) }
+}
+
+/// # Safety
+/// As for the assembly backend's `init_frame`.
+pub(crate) unsafe fn init_frame(
+    ctx: *mut RawContext,
+    bottom: *mut u8,
+    top: *mut u8,
+    entry: EntryFn,
+    arg: *mut c_void,
+    link: *mut RawContext,
+    live: *mut usize,
+) {
+    // SAFETY: the caller guarantees [bottom, top) is this context's stack,
+    // with room for the Start block below top.
+    unsafe {
+        let start = top.sub(INIT_RESERVE).cast::<Start>();
+        let uc = core::ptr::addr_of_mut!((*start).uc);
+        if libc::getcontext(uc) != 0 {
+            crate::diag::fatal(&[b"getcontext failed"]);
+        }
+        (*uc).uc_stack.ss_sp = bottom.cast();
+        (*uc).uc_stack.ss_size = start as usize - bottom as usize;
+        (*uc).uc_link = core::ptr::null_mut();
+        core::ptr::addr_of_mut!((*start).entry).write(entry);
+        core::ptr::addr_of_mut!((*start).arg).write(arg);
+        core::ptr::addr_of_mut!((*start).link).write(link);
+        core::ptr::addr_of_mut!((*start).live).write(live);
+        let addr = start as usize;
+        let f: extern "C" fn() = core::mem::transmute(trampoline as extern "C" fn(u32, u32));
+        libc::makecontext(uc, f, 2, addr as u32, (addr >> 32) as u32);
+        (*ctx).sp = uc.cast();
+    }
+}

@@ -1,0 +1,34 @@
+use std::fmt;
+
+/// What a fallible ugreen operation reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Error {
+    /// A size of zero pages, or one whose byte count overflows or exceeds
+    /// [`Stack::MAX_BYTES`](crate::Stack::MAX_BYTES).
+    InvalidSize,
+    /// The operating system refused the memory.
+    OutOfMemory,
+    /// The object is in the wrong state for the operation, e.g. a context is
+    /// made on a stack that a suspended or running context still uses.
+    WrongState,
+}
+
+impl Error {
+    /// A static, human-readable description.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Error::InvalidSize => "invalid size: zero, overflowing or beyond the maximum",
+            Error::OutOfMemory => "out of memory: the system refused the mapping",
+            Error::WrongState => "wrong state: the stack or context is in use",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,307 @@
+//! The C ABI: `libugreen.a` + `include/ugreen.h` (generated from this module
+//! by cbindgen; see tests/header.rs).
+//!
+//! Conventions:
+//! * every symbol is `ugreen_<noun>_<verb>`; `_new` pairs with a
+//!   NULL-tolerant `_free`;
+//! * fallible calls return a [`ugreen_result`]; outputs go through trailing
+//!   out-parameters, written only on success;
+//! * every pointer argument is checked for NULL;
+//! * no Rust panic crosses this boundary: every export catches and returns
+//!   [`ugreen_result::UGREEN_RESULT_PANIC`].
+#![allow(non_camel_case_types)]
+
+use crate::context::{EntryFn, RawContext};
+use crate::error::Error;
+use crate::stack::Stack;
+use core::ffi::{c_char, c_int, c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Result codes of the C API. 0 is success.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ugreen_result {
+    /// Success.
+    UGREEN_RESULT_OK = 0,
+    /// A required pointer argument was NULL.
+    UGREEN_RESULT_NULL_ARGUMENT = 1,
+    /// A size of zero, one that overflows, or one beyond the maximum.
+    UGREEN_RESULT_INVALID_SIZE = 2,
+    /// The system refused the memory.
+    UGREEN_RESULT_OUT_OF_MEMORY = 3,
+    /// The object is in the wrong state for the call (e.g. a context made on
+    /// a stack that a suspended or running context still uses).
+    UGREEN_RESULT_WRONG_STATE = 4,
+    /// An internal panic was caught; nothing was changed.
+    UGREEN_RESULT_PANIC = 5,
+    /// A system call failed (see errno).
+    UGREEN_RESULT_SYSTEM_ERROR = 6,
+}
+
+use ugreen_result::*;
+
+impl From<Error> for ugreen_result {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidSize => UGREEN_RESULT_INVALID_SIZE,
+            Error::OutOfMemory => UGREEN_RESULT_OUT_OF_MEMORY,
+            Error::WrongState => UGREEN_RESULT_WRONG_STATE,
+        }
+    }
+}
+
+/// Runs `f`, turning a panic into `UGREEN_RESULT_PANIC`.
+fn guard(f: impl FnOnce() -> ugreen_result) -> ugreen_result {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(UGREEN_RESULT_PANIC)
+}
+
+/// A static, NUL-terminated description of a result code (also for codes
+/// this version does not know). Never NULL.
+#[no_mangle]
+pub extern "C" fn ugreen_result_str(result: c_int) -> *const c_char {
+    let s: &'static CStr = match result {
+        0 => c"ok",
+        1 => c"a required pointer argument is NULL",
+        2 => c"invalid size: zero, overflowing or beyond the maximum",
+        3 => c"out of memory: the system refused the mapping",
+        4 => c"wrong state: the stack or context is in use",
+        5 => c"internal error: a panic was caught",
+        6 => c"a system call failed",
+        _ => c"unknown ugreen result code",
+    };
+    s.as_ptr()
+}
+
+/// The library version, e.g. "0.1.0" (the same as the UGREEN_VERSION macros).
+#[no_mangle]
+pub extern "C" fn ugreen_version() -> *const c_char {
+    const V: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    V.as_ptr().cast()
+}
+
+/// The switch backend this library was built with: "asm" or "ucontext".
+#[no_mangle]
+pub extern "C" fn ugreen_backend() -> *const c_char {
+    match crate::BACKEND {
+        "asm" => c"asm".as_ptr(),
+        _ => c"ucontext".as_ptr(),
+    }
+}
+
+/// Maps a stack of `pages` usable pages of the system page size, with a
+/// PROT_NONE guard page below and above; never executable. Memory is
+/// reserved, not committed: a page costs memory once touched.
+///
+/// Errors: NULL_ARGUMENT if `out` is NULL; INVALID_SIZE for 0 pages or a size
+/// that overflows or exceeds 64 GiB; OUT_OF_MEMORY if the mapping fails.
+/// `*out` is written only on success.
+///
+/// # Safety
+/// `out` is NULL or valid for writing one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn ugreen_stack_new(pages: usize, out: *mut *mut Stack) -> ugreen_result {
+    guard(|| {
+        if out.is_null() {
+            return UGREEN_RESULT_NULL_ARGUMENT;
+        }
+        match Stack::new(pages) {
+            Ok(stack) => {
+                // SAFETY: `out` is non-NULL and valid per the contract.
+                unsafe { out.write(Box::into_raw(Box::new(stack))) };
+                UGREEN_RESULT_OK
+            }
+            Err(e) => e.into(),
+        }
+    })
+}
+
+/// Unmaps a stack. NULL is ignored.
+///
+/// # Safety
+/// `stack` is NULL or a pointer from `ugreen_stack_new` not freed before, and
+/// no context that may still run uses it.
+#[no_mangle]
+pub unsafe extern "C" fn ugreen_stack_free(stack: *mut Stack) {
+    if stack.is_null() {
+        return;
+    }
+    // SAFETY: per the contract `stack` came from Box::into_raw in
+    // ugreen_stack_new and is freed once. Drop (munmap) cannot panic.
+    drop(unsafe { Box::from_raw(stack) });
+}
+
+/// Usable size of the stack in bytes; 0 for NULL.
+///
+/// # Safety
+/// `stack` is NULL or a live stack.
+#[no_mangle]
+pub unsafe extern "C" fn ugreen_stack_size(stack: *const Stack) -> usize {
+    // SAFETY: per the contract.
+    unsafe { stack.as_ref() }.map_or(0, Stack::size)
+}
+
+/// Usable size of the stack in pages; 0 for NULL.
+///
+/// # Safety
+/// `stack` is NULL or a live stack.
+#[no_mangle]
+pub unsafe extern "C" fn ugreen_stack_pages(stack: *const Stack) -> usize {
+    // SAFETY: per the contract.
+    unsafe { stack.as_ref() }.map_or(0, Stack::pages)
+}
+
+/// Whether a context made on the stack has not finished yet; false for NULL.
+///
+/// # Safety
+/// `stack` is NULL or a live stack.
+#[no_mangle]
+pub unsafe extern "C" fn ugreen_stack_in_use(stack: *const Stack) -> bool {
+    // SAFETY: per the contract.
+    unsafe { stack.as_ref() }.is_some_and(Stack::is_in_use)
+}
+
+/// Sets the label that diagnostics name the stack by (e.g. "core 17"). The
+/// string is copied (at most 63 bytes; invalid UTF-8 is replaced).
+///
+/// # Safety
+/// `stack` is NULL or a live stack not used concurrently; `label` is NULL or
+/// a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn ugreen_stack_set_label(stack: *mut Stack, label: *const c_char) -> ugreen_result {
+    guard(|| {
+        if stack.is_null() || label.is_null() {
+            return UGREEN_RESULT_NULL_ARGUMENT;
+        }
+        // SAFETY: both non-NULL and valid per the contract.
+        let (stack, label) = unsafe { (&mut *stack, CStr::from_ptr(label)) };
+        stack.set_label(&label.to_string_lossy());
+        UGREEN_RESULT_OK
+    })
+}
+
+/// Prepares `ctx` to run `entry(arg)` on `stack` at the next swap into it.
+/// When `entry` returns, the stack is free again and control switches to
+/// `link` (like `uc_link`), which must be suspended then; with a NULL `link`,
+/// a return from `entry` aborts the process with a message.
+///
+/// Making a context again on a stack whose previous context finished is the
+/// normal, cheap path (no system call).
+///
+/// Errors: NULL_ARGUMENT if `ctx`, `stack` or `entry` is NULL; WRONG_STATE if
+/// a context made on `stack` has not finished (it is suspended or running).
+/// Nothing is changed on error.
+///
+/// # Safety
+/// `ctx` is valid for writes and does not move while suspended; `stack`
+/// outlives the context; `link` is NULL or a context that is suspended
+/// whenever `entry` returns; `entry` must not unwind (C++ exceptions,
+/// longjmp out of it).
+#[no_mangle]
+pub unsafe extern "C" fn ugreen_context_make(
+    ctx: *mut RawContext,
+    stack: *mut Stack,
+    entry: Option<unsafe extern "C" fn(arg: *mut c_void)>,
+    arg: *mut c_void,
+    link: *mut RawContext,
+) -> ugreen_result {
+    guard(|| {
+        let Some(entry) = entry else { return UGREEN_RESULT_NULL_ARGUMENT };
+        if ctx.is_null() || stack.is_null() {
+            return UGREEN_RESULT_NULL_ARGUMENT;
+        }
+        // SAFETY: a C `void (*)(void *)` called with an extra argument in the
+        // next argument register is sound for the C ABIs supported: the
+        // callee ignores it. The call is made from assembly.
+        let entry: EntryFn = unsafe { core::mem::transmute::<unsafe extern "C" fn(*mut c_void), EntryFn>(entry) };
+        // SAFETY: pointers checked for NULL; the rest is the caller's contract.
+        match unsafe { RawContext::make(ctx, &*stack, entry, arg, link) } {
+            Ok(()) => UGREEN_RESULT_OK,
+            Err(e) => e.into(),
+        }
+    })
+}
+
+/// Whether a swap into `ctx` is allowed now (it is suspended); false for
+/// NULL, a zeroed context, a running or a finished one.
+///
+/// # Safety
+/// `ctx` is NULL or valid for reads.
+#[no_mangle]
+pub unsafe extern "C" fn ugreen_context_is_suspended(ctx: *const RawContext) -> bool {
+    // SAFETY: per the contract.
+    unsafe { ctx.as_ref() }.is_some_and(RawContext::is_suspended)
+}
+
+#[cfg(not(feature = "ucontext"))]
+extern "C" {
+    /// Saves the current context into `from` and resumes `to`; returns when
+    /// something swaps back into `from`. The hot path: the assembly routine
+    /// itself, no wrapper. It saves the callee-saved registers and the FP
+    /// control state (MXCSR and x87 control word on x86_64, FPCR on aarch64),
+    /// never the signal mask.
+    ///
+    /// `to` is marked running (no longer suspended) by the swap, so a second
+    /// swap into a running or finished context is caught: if `from` or `to`
+    /// is NULL, or `to` is not suspended, the process aborts with a message
+    /// on stderr instead of corrupting memory.
+    ///
+    /// # Safety
+    /// `from` stays at its address while suspended; the stack `to` was
+    /// suspended on is still mapped.
+    pub fn ugreen_context_swap(from: *mut RawContext, to: *mut RawContext);
+}
+
+/// The same as the assembly `ugreen_context_swap`, on swapcontext.
+///
+/// # Safety
+/// As for the assembly version.
+#[cfg(feature = "ucontext")]
+#[export_name = "ugreen_context_swap"]
+pub unsafe extern "C" fn ugreen_context_swap_ucontext(from: *mut RawContext, to: *mut RawContext) {
+    // SAFETY: the caller's contract.
+    unsafe { crate::arch::switch(from, to, 0) };
+}
+
+/// Installs a SIGSEGV/SIGBUS handler that reports an overflow of a ugreen
+/// stack with one line on stderr naming the stack's label and size, then
+/// runs the handler installed before it (or restores the default action, so
+/// the process dies by the signal). Faults elsewhere behave as without it.
+/// Also gives the calling thread an alternate signal stack. Idempotent.
+///
+/// Errors: SYSTEM_ERROR if sigaction or sigaltstack fails.
+#[no_mangle]
+pub extern "C" fn ugreen_overflow_handler_install() -> ugreen_result {
+    guard(|| match crate::overflow::install() {
+        Ok(()) => UGREEN_RESULT_OK,
+        Err(_) => UGREEN_RESULT_SYSTEM_ERROR,
+    })
+}
+
+/// Gives the calling thread an alternate signal stack (if it has none), so
+/// the overflow handler can run on it. Only needed on threads other than
+/// the one that called `ugreen_overflow_handler_install`.
+#[no_mangle]
+pub extern "C" fn ugreen_overflow_thread_init() -> ugreen_result {
+    guard(|| match crate::overflow::prepare_thread() {
+        Ok(()) => UGREEN_RESULT_OK,
+        Err(_) => UGREEN_RESULT_SYSTEM_ERROR,
+    })
+}
+
+/// Replaces the advice that ends the overflow line (default: "give it a
+/// larger stack"), e.g. "raise --ugreen-stacksize". Copied, at most 192
+/// bytes.
+///
+/// # Safety
+/// `advice` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn ugreen_overflow_set_advice(advice: *const c_char) -> ugreen_result {
+    guard(|| {
+        if advice.is_null() {
+            return UGREEN_RESULT_NULL_ARGUMENT;
+        }
+        // SAFETY: non-NULL and NUL-terminated per the contract.
+        crate::overflow::set_advice(&unsafe { CStr::from_ptr(advice) }.to_string_lossy());
+        UGREEN_RESULT_OK
+    })
+}

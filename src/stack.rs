@@ -1,0 +1,241 @@
+//! Guarded stacks: one anonymous mapping per stack, never executable.
+//!
+//! ```text
+//!   low addresses                                         high addresses
+//!   | guard page | usable pages ...                     | guard page |
+//!   ^ base       ^ bottom()                     top() ^
+//! ```
+//!
+//! The mapping is reserved with `MAP_NORESERVE`: pages cost memory only once
+//! touched. Both guard pages are `PROT_NONE`, so running off either end of the
+//! stack faults at once instead of corrupting a neighbour.
+
+use crate::error::Error;
+use core::cell::UnsafeCell;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// The system page size in bytes (`sysconf(_SC_PAGESIZE)`).
+pub fn page_size() -> usize {
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
+    let cached = PAGE.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let page = if page > 0 { page as usize } else { 4096 };
+    PAGE.store(page, Ordering::Relaxed);
+    page
+}
+
+/// The longest label kept for a stack (bytes, UTF-8).
+pub const LABEL_MAX: usize = 63;
+
+/// Bookkeeping that must not move while contexts run on the stack: the
+/// assembly trampoline clears `live` when a context's entry returns, and the
+/// overflow handler reads the label from a signal handler.
+pub(crate) struct StackMeta {
+    /// Non-zero while a context made on this stack has not finished.
+    pub(crate) live: AtomicUsize,
+    label_len: AtomicUsize,
+    label: UnsafeCell<[u8; LABEL_MAX]>,
+    /// The id valgrind gave the stack (0 outside valgrind).
+    pub(crate) valgrind_id: AtomicUsize,
+}
+
+/// A guarded stack for green threads.
+///
+/// Invariants relied on by the rest of the crate: `bottom()..top()` is
+/// readable and writable, at least one page long, page-aligned at both ends,
+/// with a `PROT_NONE` guard page directly below and above, and it is never
+/// executable.
+pub struct Stack {
+    base: NonNull<u8>,
+    map_len: usize,
+    usable: usize,
+    meta: Box<StackMeta>,
+}
+
+impl Stack {
+    /// The largest usable size accepted (64 GiB): anything above is taken as
+    /// an error in the caller's arithmetic, not as a stack.
+    pub const MAX_BYTES: usize = 1 << 36;
+
+    /// Maps a stack of `pages` usable pages of the system page size (uWSGI's
+    /// unit), plus one guard page below and one above.
+    ///
+    /// Errors: [`Error::InvalidSize`] for 0 pages, a size that overflows or
+    /// exceeds [`Stack::MAX_BYTES`]; [`Error::OutOfMemory`] when the system
+    /// refuses the mapping.
+    pub fn new(pages: usize) -> Result<Stack, Error> {
+        let page = page_size();
+        let usable = pages.checked_mul(page).ok_or(Error::InvalidSize)?;
+        if pages == 0 || usable > Self::MAX_BYTES {
+            return Err(Error::InvalidSize);
+        }
+        let map_len = usable + 2 * page;
+        // SAFETY: a fresh anonymous private mapping at an address the kernel
+        // chooses; no existing memory is affected.
+        let base = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                map_len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(Error::OutOfMemory);
+        }
+        // SAFETY: [base + page, base + page + usable) lies inside the mapping
+        // just created; the guard pages at both ends stay PROT_NONE.
+        let rc = unsafe {
+            libc::mprotect(base.cast::<u8>().add(page).cast(), usable, libc::PROT_READ | libc::PROT_WRITE)
+        };
+        if rc != 0 {
+            // SAFETY: unmapping exactly the mapping created above.
+            unsafe { libc::munmap(base, map_len) };
+            return Err(Error::OutOfMemory);
+        }
+        let stack = Stack {
+            // SAFETY: mmap succeeded, so base is not NULL.
+            base: unsafe { NonNull::new_unchecked(base.cast()) },
+            map_len,
+            usable,
+            meta: Box::new(StackMeta {
+                live: AtomicUsize::new(0),
+                label_len: AtomicUsize::new(0),
+                label: UnsafeCell::new([0; LABEL_MAX]),
+                valgrind_id: AtomicUsize::new(0),
+            }),
+        };
+        crate::overflow::register(&stack);
+        crate::tools::on_stack_new(&stack);
+        Ok(stack)
+    }
+
+    /// Maps a stack of at least `bytes` usable bytes (rounded up to pages).
+    pub fn with_bytes(bytes: usize) -> Result<Stack, Error> {
+        let page = page_size();
+        let pages = bytes.checked_add(page - 1).ok_or(Error::InvalidSize)? / page;
+        Stack::new(pages)
+    }
+
+    /// Usable size in bytes.
+    pub fn size(&self) -> usize {
+        self.usable
+    }
+
+    /// Usable size in pages of [`page_size`].
+    pub fn pages(&self) -> usize {
+        self.usable / page_size()
+    }
+
+    /// Lowest usable address (just above the lower guard page).
+    pub fn bottom(&self) -> *mut u8 {
+        // SAFETY: base + one page is inside the mapping.
+        unsafe { self.base.as_ptr().add(page_size()) }
+    }
+
+    /// One past the highest usable address (the upper guard page starts here).
+    pub fn top(&self) -> *mut u8 {
+        // SAFETY: bottom + usable is the end of the usable range, inside the mapping.
+        unsafe { self.bottom().add(self.usable) }
+    }
+
+    /// The lower guard page: `[start, end)`.
+    pub fn guard(&self) -> (usize, usize) {
+        let start = self.base.as_ptr() as usize;
+        (start, start + page_size())
+    }
+
+    /// The whole mapping, guard pages included: `[start, end)`.
+    pub fn mapping(&self) -> (usize, usize) {
+        let start = self.base.as_ptr() as usize;
+        (start, start + self.map_len)
+    }
+
+    /// Whether a context made on this stack has not finished yet.
+    pub fn is_in_use(&self) -> bool {
+        self.meta.live.load(Ordering::Relaxed) != 0
+    }
+
+    /// Sets the label named in diagnostics (e.g. `"core 17"`); truncated to
+    /// [`LABEL_MAX`] bytes at a character boundary.
+    pub fn set_label(&mut self, label: &str) {
+        let mut len = label.len().min(LABEL_MAX);
+        while !label.is_char_boundary(len) {
+            len -= 1;
+        }
+        self.meta.label_len.store(0, Ordering::Release);
+        // SAFETY: `&mut self` excludes other writers; a signal handler on this
+        // thread reads the label only up to `label_len`, which is 0 meanwhile.
+        unsafe { (&mut *self.meta.label.get())[..len].copy_from_slice(&label.as_bytes()[..len]) };
+        self.meta.label_len.store(len, Ordering::Release);
+    }
+
+    /// The label set with [`Stack::set_label`] (empty by default).
+    pub fn label(&self) -> &str {
+        let bytes = self.meta.label_bytes();
+        // set_label stores whole characters only.
+        core::str::from_utf8(bytes).unwrap_or("")
+    }
+
+    pub(crate) fn meta(&self) -> &StackMeta {
+        &self.meta
+    }
+
+    /// Marks the stack in use by a new context; fails if it already is.
+    pub(crate) fn claim(&self) -> Result<(), Error> {
+        self.meta
+            .live
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .map(|_| ())
+            .map_err(|_| Error::WrongState)
+    }
+
+    /// Marks the stack free again.
+    pub(crate) fn release(&self) {
+        self.meta.live.store(0, Ordering::Release);
+    }
+}
+
+impl StackMeta {
+    /// The label bytes; callable from a signal handler.
+    pub(crate) fn label_bytes(&self) -> &[u8] {
+        let len = self.label_len.load(Ordering::Acquire);
+        // SAFETY: the first `len` bytes were written before `len` was published.
+        unsafe { &(&*self.label.get())[..len] }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        crate::tools::on_stack_drop(self);
+        crate::overflow::deregister(self);
+        // SAFETY: unmapping exactly the mapping this Stack owns; nothing runs
+        // on it any more (a safe Coroutine borrows or owns its Stack, and the
+        // raw API requires its users to guarantee it).
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.map_len) };
+    }
+}
+
+impl core::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Stack")
+            .field("bottom", &self.bottom())
+            .field("size", &self.usable)
+            .field("label", &self.label())
+            .field("in_use", &self.is_in_use())
+            .finish()
+    }
+}
+
+// SAFETY: a Stack is plain memory plus atomics; the label cell is only written
+// through `&mut self`.
+unsafe impl Send for Stack {}
+// SAFETY: shared access only reads the atomics and the published label bytes.
+unsafe impl Sync for Stack {}
