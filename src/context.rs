@@ -44,7 +44,11 @@ impl Default for RawContext {
 impl RawContext {
     /// A context that is not suspended: valid as the `from` of a swap.
     pub const fn new() -> RawContext {
-        RawContext { sp: ptr::null_mut(), stack: ptr::null(), reserved: [ptr::null_mut(); 2] }
+        RawContext {
+            sp: ptr::null_mut(),
+            stack: ptr::null(),
+            reserved: [ptr::null_mut(); 2],
+        }
     }
 
     /// Whether a swap into this context is allowed now.
@@ -121,7 +125,10 @@ impl RawContext {
 
 /// Called by the switch routine when its arguments are unusable.
 #[no_mangle]
-pub(crate) extern "C" fn ugreen_internal_swap_misuse(from: *const RawContext, to: *const RawContext) -> ! {
+pub(crate) extern "C" fn ugreen_internal_swap_misuse(
+    from: *const RawContext,
+    to: *const RawContext,
+) -> ! {
     use crate::diag::fatal;
     if to.is_null() {
         fatal(&[b"ugreen_context_swap: `to` is NULL"]);
@@ -136,5 +143,7 @@ pub(crate) extern "C" fn ugreen_internal_swap_misuse(from: *const RawContext, to
 /// Called by the trampoline when an entry function without a link returns.
 #[no_mangle]
 pub(crate) extern "C" fn ugreen_internal_no_link() -> ! {
-    crate::diag::fatal(&[b"a context made without a link returned from its entry function; nothing to resume"])
+    crate::diag::fatal(&[
+        b"a context made without a link returned from its entry function; nothing to resume",
+    ])
 }

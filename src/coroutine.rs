@@ -136,7 +136,11 @@ impl<I, Y> Yielder<I, Y> {
 /// `word` is the address of a live `Option<Command<I>>`.
 unsafe fn take_command<I>(word: usize) -> Command<I> {
     // SAFETY: the caller's contract; the sender never passes an empty slot.
-    unsafe { (*(word as *mut Option<Command<I>>)).take().unwrap_unchecked() }
+    unsafe {
+        (*(word as *mut Option<Command<I>>))
+            .take()
+            .unwrap_unchecked()
+    }
 }
 
 impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
@@ -169,12 +173,18 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
         let top = stack.top() as usize;
         let shared_at = (top - size_of::<Shared>()) & !15;
         let closure_align = align_of::<F>().max(16);
-        let closure_at = shared_at.checked_sub(size_of::<F>()).map(|a| a & !(closure_align - 1));
+        let closure_at = shared_at
+            .checked_sub(size_of::<F>())
+            .map(|a| a & !(closure_align - 1));
         let frame_top = closure_at.map(|a| a & !15);
         let room = frame_top.and_then(|t| t.checked_sub(arch::INIT_RESERVE + crate::page_size()));
         match room {
             Some(low) if low >= stack.bottom() as usize => {}
-            _ => panic!("ugreen: stack of {} bytes too small for a closure of {} bytes", stack.size(), size_of::<F>()),
+            _ => panic!(
+                "ugreen: stack of {} bytes too small for a closure of {} bytes",
+                stack.size(),
+                size_of::<F>()
+            ),
         }
         if stack.claim().is_err() {
             panic!("ugreen: the stack is in use by another context");
@@ -248,7 +258,9 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
         // type `finished` tells; the slot stays valid until it is resumed.
         let event = unsafe {
             if (*shared).finished {
-                (*(word as *mut Option<Event<Y, R>>)).take().unwrap_unchecked()
+                (*(word as *mut Option<Event<Y, R>>))
+                    .take()
+                    .unwrap_unchecked()
             } else {
                 Event::Yield((*(word as *mut Option<Y>)).take().unwrap_unchecked())
             }
@@ -328,8 +340,16 @@ where
     // SAFETY: `arg` is this coroutine's Shared block, whose `closure` holds
     // the F written by `with_holder`, read once here; `transfer` is the
     // resumer's command slot.
-    let (f, cmd) = unsafe { ((*shared).closure.cast::<F>().read(), take_command::<I>(transfer)) };
-    let yielder = Yielder::<I, Y> { shared, _types: PhantomData };
+    let (f, cmd) = unsafe {
+        (
+            (*shared).closure.cast::<F>().read(),
+            take_command::<I>(transfer),
+        )
+    };
+    let yielder = Yielder::<I, Y> {
+        shared,
+        _types: PhantomData,
+    };
     let outcome = match cmd {
         Command::Resume(input) => panic::catch_unwind(AssertUnwindSafe(|| f(&yielder, input))),
         Command::Unwind => {

@@ -9,7 +9,9 @@ pub(crate) fn write_stderr(pieces: &[&[u8]]) {
             // SAFETY: `rest` is a valid readable buffer of `rest.len()` bytes.
             let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
             if n <= 0 {
-                if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                if n < 0
+                    && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+                {
                     continue;
                 }
                 return;

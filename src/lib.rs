@@ -23,11 +23,11 @@
 mod arch;
 mod context;
 mod coroutine;
+mod diag;
 mod error;
 pub mod ffi;
 pub mod overflow;
 mod stack;
-mod diag;
 mod tools;
 
 pub use context::{EntryFn, RawContext};

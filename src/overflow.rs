@@ -53,7 +53,10 @@ const EMPTY_SLOT: Slot = Slot {
     meta: AtomicPtr::new(ptr::null_mut()),
 };
 
-static REGISTRY: Chunk = Chunk { slots: [EMPTY_SLOT; SLOTS_PER_CHUNK], next: AtomicPtr::new(ptr::null_mut()) };
+static REGISTRY: Chunk = Chunk {
+    slots: [EMPTY_SLOT; SLOTS_PER_CHUNK],
+    next: AtomicPtr::new(ptr::null_mut()),
+};
 
 /// Calls `f` on every chunk until it returns true. Chunks are never freed.
 fn chunks(mut f: impl FnMut(&'static Chunk) -> bool) {
@@ -80,7 +83,11 @@ pub(crate) fn register(stack: &Stack) {
         chunks(|chunk| {
             last = chunk;
             for slot in &chunk.slots {
-                if slot.state.compare_exchange(FREE, WRITING, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                if slot
+                    .state
+                    .compare_exchange(FREE, WRITING, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
                     slot.lo.store(lo, Ordering::Relaxed);
                     slot.end.store(end, Ordering::Relaxed);
                     slot.pages.store(stack.pages(), Ordering::Relaxed);
@@ -100,7 +107,11 @@ pub(crate) fn register(stack: &Stack) {
             slots: [EMPTY_SLOT; SLOTS_PER_CHUNK],
             next: AtomicPtr::new(ptr::null_mut()),
         }));
-        if last.next.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        if last
+            .next
+            .compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
             // SAFETY: `fresh` was never published.
             drop(unsafe { Box::from_raw(fresh) });
         }
@@ -111,7 +122,9 @@ pub(crate) fn deregister(stack: &Stack) {
     let meta = stack.meta() as *const StackMeta as *mut StackMeta;
     chunks(|chunk| {
         for slot in &chunk.slots {
-            if slot.state.load(Ordering::Acquire) == PUBLISHED && slot.meta.load(Ordering::Relaxed) == meta {
+            if slot.state.load(Ordering::Acquire) == PUBLISHED
+                && slot.meta.load(Ordering::Relaxed) == meta
+            {
                 slot.state.store(WRITING, Ordering::Relaxed);
                 slot.meta.store(ptr::null_mut(), Ordering::Relaxed);
                 slot.state.store(FREE, Ordering::Release);
@@ -139,7 +152,10 @@ fn find_overflow(addr: usize, sp: usize) -> Option<Hit> {
             let lo = slot.lo.load(Ordering::Relaxed);
             let in_guard = |a: usize| a >= lo && a < lo + page;
             if in_guard(addr) || in_guard(sp) {
-                hit = Some(Hit { pages: slot.pages.load(Ordering::Relaxed), meta: slot.meta.load(Ordering::Relaxed) });
+                hit = Some(Hit {
+                    pages: slot.pages.load(Ordering::Relaxed),
+                    meta: slot.meta.load(Ordering::Relaxed),
+                });
                 return true;
             }
         }
@@ -149,7 +165,8 @@ fn find_overflow(addr: usize, sp: usize) -> Option<Hit> {
 }
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
-static mut PREVIOUS_SEGV: core::mem::MaybeUninit<libc::sigaction> = core::mem::MaybeUninit::uninit();
+static mut PREVIOUS_SEGV: core::mem::MaybeUninit<libc::sigaction> =
+    core::mem::MaybeUninit::uninit();
 static mut PREVIOUS_BUS: core::mem::MaybeUninit<libc::sigaction> = core::mem::MaybeUninit::uninit();
 
 const ADVICE_MAX: usize = 192;
@@ -186,8 +203,13 @@ pub fn prepare_thread() -> io::Result<()> {
     if current.ss_flags & libc::SS_DISABLE == 0 && current.ss_size >= ALT_STACK_SIZE {
         return Ok(());
     }
-    let alt = Stack::with_bytes(ALT_STACK_SIZE).map_err(|e| io::Error::new(io::ErrorKind::OutOfMemory, e))?;
-    let new = libc::stack_t { ss_sp: alt.bottom().cast(), ss_flags: 0, ss_size: alt.size() };
+    let alt = Stack::with_bytes(ALT_STACK_SIZE)
+        .map_err(|e| io::Error::new(io::ErrorKind::OutOfMemory, e))?;
+    let new = libc::stack_t {
+        ss_sp: alt.bottom().cast(),
+        ss_flags: 0,
+        ss_size: alt.size(),
+    };
     // SAFETY: `new` describes memory that stays mapped for the life of the
     // process (leaked below).
     if unsafe { libc::sigaltstack(&new, ptr::null_mut()) } != 0 {
@@ -276,11 +298,18 @@ fn report(hit: &Hit, addr: usize) {
     let label = unsafe { (*hit.meta).label_bytes() };
     let advice_len = ADVICE_LEN.load(Ordering::Acquire);
     // SAFETY: the first `advice_len` bytes were published by set_advice.
-    let advice: &[u8] =
-        if advice_len == 0 { DEFAULT_ADVICE } else { unsafe { &(&*ptr::addr_of!(ADVICE))[..advice_len] } };
+    let advice: &[u8] = if advice_len == 0 {
+        DEFAULT_ADVICE
+    } else {
+        unsafe { &(&*ptr::addr_of!(ADVICE))[..advice_len] }
+    };
     write_stderr(&[
         b"ugreen: stack overflow in green thread \"",
-        if label.is_empty() { b"(unnamed)" } else { label },
+        if label.is_empty() {
+            b"(unnamed)"
+        } else {
+            label
+        },
         b"\" (stack of ",
         pages,
         b" pages = ",
@@ -295,7 +324,11 @@ fn report(hit: &Hit, addr: usize) {
 
 /// Runs the handler installed before ours, or restores the default action.
 fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
-    let prev = if sig == libc::SIGBUS { ptr::addr_of!(PREVIOUS_BUS) } else { ptr::addr_of!(PREVIOUS_SEGV) };
+    let prev = if sig == libc::SIGBUS {
+        ptr::addr_of!(PREVIOUS_BUS)
+    } else {
+        ptr::addr_of!(PREVIOUS_SEGV)
+    };
     // SAFETY: written by install() before the handler was installed.
     let prev: libc::sigaction = unsafe { (*prev).assume_init_read() };
     let target = prev.sa_sigaction;
@@ -312,7 +345,8 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
     // would have (three arguments with SA_SIGINFO, one without).
     unsafe {
         if prev.sa_flags & libc::SA_SIGINFO != 0 {
-            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = core::mem::transmute(target);
+            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                core::mem::transmute(target);
             f(sig, info, uc);
         } else {
             let f: extern "C" fn(libc::c_int) = core::mem::transmute(target);

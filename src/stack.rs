@@ -93,7 +93,11 @@ impl Stack {
         // SAFETY: [base + page, base + page + usable) lies inside the mapping
         // just created; the guard pages at both ends stay PROT_NONE.
         let rc = unsafe {
-            libc::mprotect(base.cast::<u8>().add(page).cast(), usable, libc::PROT_READ | libc::PROT_WRITE)
+            libc::mprotect(
+                base.cast::<u8>().add(page).cast(),
+                usable,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
         };
         if rc != 0 {
             // SAFETY: unmapping exactly the mapping created above.

@@ -53,7 +53,12 @@ fn client_request(default: usize, request: usize, a1: usize, a2: usize) -> usize
 }
 
 pub(crate) fn on_stack_new(stack: &Stack) {
-    let id = client_request(0, VG_USERREQ_STACK_REGISTER, stack.bottom() as usize, stack.top() as usize);
+    let id = client_request(
+        0,
+        VG_USERREQ_STACK_REGISTER,
+        stack.bottom() as usize,
+        stack.top() as usize,
+    );
     stack.meta().valgrind_id.store(id, Ordering::Relaxed);
 }
 

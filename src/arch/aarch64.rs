@@ -44,5 +44,12 @@ pub(super) fn initial(start: Start, fpcr: u64, resume_at: usize) -> SwitchFrame 
     x[1] = start.arg; // x20
     x[2] = start.link; // x21
     x[3] = start.live; // x22
-    SwitchFrame { x19_x28: x, x29: 0, x30: resume_at, d8_d15: [0; 8], fpcr, _pad: 0 }
+    SwitchFrame {
+        x19_x28: x,
+        x29: 0,
+        x30: resume_at,
+        d8_d15: [0; 8],
+        fpcr,
+        _pad: 0,
+    }
 }

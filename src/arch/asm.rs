@@ -13,7 +13,8 @@ pub(crate) const INIT_RESERVE: usize = size_of::<SwitchFrame>();
 
 extern "C" {
     /// `ugreen_context_swap` with its transfer word (asm/switch_*.S).
-    fn ugreen_internal_switch(from: *mut RawContext, to: *mut RawContext, transfer: usize) -> usize;
+    fn ugreen_internal_switch(from: *mut RawContext, to: *mut RawContext, transfer: usize)
+        -> usize;
     fn ugreen_internal_trampoline();
     fn ugreen_internal_trampoline_nolink();
     fn ugreen_internal_fp_control() -> u64;
@@ -58,10 +59,18 @@ pub(crate) unsafe fn init_frame(
     };
     // SAFETY: both helpers are leaf routines with no preconditions.
     let (fp, resume_at) = unsafe {
-        (ugreen_internal_fp_control(), ugreen_internal_sign_return(trampoline, top as usize))
+        (
+            ugreen_internal_fp_control(),
+            ugreen_internal_sign_return(trampoline, top as usize),
+        )
     };
     let frame = frame::initial(
-        frame::Start { entry: entry as *const () as usize, arg: arg as usize, link: link as usize, live: live as usize },
+        frame::Start {
+            entry: entry as *const () as usize,
+            arg: arg as usize,
+            link: link as usize,
+            live: live as usize,
+        },
         fp,
         resume_at,
     );

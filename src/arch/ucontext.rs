@@ -74,7 +74,8 @@ extern "C" fn trampoline(lo: u32, hi: u32) {
     let start = ((hi as usize) << 32 | lo as usize) as *mut Start;
     // SAFETY: `start` was written by init_frame and is read before the entry
     // function can overwrite it (it lies above the entry's stack).
-    let (entry, arg, link, live) = unsafe { ((*start).entry, (*start).arg, (*start).link, (*start).live) };
+    let (entry, arg, link, live) =
+        unsafe { ((*start).entry, (*start).arg, (*start).link, (*start).live) };
     let transfer = TRANSFER.with(|t| t.get());
     // SAFETY: the contract of RawContext::make.
     unsafe {

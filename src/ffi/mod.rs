@@ -167,7 +167,10 @@ pub unsafe extern "C" fn ugreen_stack_in_use(stack: *const Stack) -> bool {
 /// `stack` is NULL or a live stack not used concurrently; `label` is NULL or
 /// a NUL-terminated string.
 #[no_mangle]
-pub unsafe extern "C" fn ugreen_stack_set_label(stack: *mut Stack, label: *const c_char) -> ugreen_result {
+pub unsafe extern "C" fn ugreen_stack_set_label(
+    stack: *mut Stack,
+    label: *const c_char,
+) -> ugreen_result {
     guard(|| {
         if stack.is_null() || label.is_null() {
             return UGREEN_RESULT_NULL_ARGUMENT;
@@ -205,14 +208,17 @@ pub unsafe extern "C" fn ugreen_context_make(
     link: *mut RawContext,
 ) -> ugreen_result {
     guard(|| {
-        let Some(entry) = entry else { return UGREEN_RESULT_NULL_ARGUMENT };
+        let Some(entry) = entry else {
+            return UGREEN_RESULT_NULL_ARGUMENT;
+        };
         if ctx.is_null() || stack.is_null() {
             return UGREEN_RESULT_NULL_ARGUMENT;
         }
         // SAFETY: a C `void (*)(void *)` called with an extra argument in the
         // next argument register is sound for the C ABIs supported: the
         // callee ignores it. The call is made from assembly.
-        let entry: EntryFn = unsafe { core::mem::transmute::<unsafe extern "C" fn(*mut c_void), EntryFn>(entry) };
+        let entry: EntryFn =
+            unsafe { core::mem::transmute::<unsafe extern "C" fn(*mut c_void), EntryFn>(entry) };
         // SAFETY: pointers checked for NULL; the rest is the caller's contract.
         match unsafe { RawContext::make(ctx, &*stack, entry, arg, link) } {
             Ok(()) => UGREEN_RESULT_OK,
@@ -255,6 +261,8 @@ extern "C" {
 ///
 /// # Safety
 /// As for the assembly version.
+///
+/// cbindgen:ignore
 #[cfg(feature = "ucontext")]
 #[export_name = "ugreen_context_swap"]
 pub unsafe extern "C" fn ugreen_context_swap_ucontext(from: *mut RawContext, to: *mut RawContext) {

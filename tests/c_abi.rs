@@ -1,0 +1,533 @@
+//! The C ABI tested from C: the programs in tests/c/ include only `ugreen.h`
+//! (and standard headers), are compiled with
+//! `-std=c11 -Wall -Wextra -Werror -pedantic` and once as C++17, linked
+//! against the crate's `libugreen.a` with the native libraries it needs, and
+//! run here; each test checks a program's exit status and output.
+//!
+//! The compiler and the way to run the programs follow the target this test
+//! binary was built for (`cfg!(target_arch)`, which under `cargo test
+//! --target` is the target, not the host): `<arch>-linux-gnu-gcc` when it
+//! exists (a cross compiler, or Debian's name for the native one), else
+//! `cc`. A program the kernel cannot execute (an aarch64 binary on an x86_64
+//! host without binfmt) runs under `qemu-<arch> -L /usr/<arch>-linux-gnu`.
+//! `UGREEN_TEST_CC`, `UGREEN_TEST_CXX` and `UGREEN_TEST_RUNNER` override the
+//! three choices.
+
+use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::SystemTime;
+
+/// What `rustc --print native-static-libs` reports for the glibc targets.
+const NATIVE_LIBS: &[&str] = &[
+    "-lgcc_s",
+    "-lutil",
+    "-lrt",
+    "-lpthread",
+    "-lm",
+    "-ldl",
+    "-lc",
+];
+const C_FLAGS: &[&str] = &["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"];
+const CXX_FLAGS: &[&str] = &["-x", "c++", "-std=c++17", "-Wall", "-Wextra", "-Werror"];
+const OPT_FLAGS: &[&str] = &["-O2", "-g"];
+
+const ARCH: &str = std::env::consts::ARCH;
+const SIGABRT: i32 = 6;
+const SIGSEGV: i32 = 11;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Lang {
+    C,
+    Cxx,
+}
+
+const LANGS: [Lang; 2] = [Lang::C, Lang::Cxx];
+
+fn crate_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+struct Toolchain {
+    cc: String,
+    /// `None`: no C++ compiler for the target; the C++ variant is then only
+    /// checked for syntax with the host's `g++`.
+    cxx: Option<String>,
+}
+
+fn toolchain() -> &'static Toolchain {
+    static TOOLCHAIN: OnceLock<Toolchain> = OnceLock::new();
+    TOOLCHAIN.get_or_init(|| {
+        let prefixed = |tool: &str| format!("{ARCH}-linux-gnu-{tool}");
+        let cc = std::env::var("UGREEN_TEST_CC").ok().unwrap_or_else(|| {
+            if on_path(&prefixed("gcc")) {
+                prefixed("gcc")
+            } else {
+                "cc".to_owned()
+            }
+        });
+        let cxx = std::env::var("UGREEN_TEST_CXX").ok().or_else(|| {
+            if on_path(&prefixed("g++")) {
+                Some(prefixed("g++"))
+            } else {
+                None
+            }
+        });
+        Toolchain { cc, cxx }
+    })
+}
+
+/// The directory the test binary lives in: `target[/<triple>]/<profile>/deps`.
+fn deps_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .expect("the test binary has a directory")
+        .to_path_buf()
+}
+
+/// Names in the symbol table of an ar archive (GNU format, first member "/").
+fn archive_symbols(path: &Path) -> Vec<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut head = [0u8; 8 + 60];
+    if file.read_exact(&mut head).is_err() || &head[..8] != b"!<arch>\n" || &head[8..10] != b"/ " {
+        return Vec::new();
+    }
+    let size: usize = std::str::from_utf8(&head[8 + 48..8 + 58])
+        .unwrap_or("")
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let mut table = vec![0u8; size];
+    if file.read_exact(&mut table).is_err() || size < 4 {
+        return Vec::new();
+    }
+    let count = u32::from_be_bytes(table[..4].try_into().unwrap()) as usize;
+    let names = table.get(4 + 4 * count..).unwrap_or(&[]);
+    names
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+/// The `libugreen.a` built with this test binary: the newest staticlib of
+/// the crate next to it (`cargo test` builds it in `deps/`, `cargo build`
+/// copies it one level up) whose backend matches this build's features.
+fn staticlib() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let deps = deps_dir();
+        let mut candidates: Vec<PathBuf> = std::fs::read_dir(&deps)
+            .expect("read deps dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                name.starts_with("libugreen-") && name.ends_with(".a")
+            })
+            .collect();
+        if let Some(profile_dir) = deps.parent() {
+            let uplifted = profile_dir.join("libugreen.a");
+            if uplifted.is_file() {
+                candidates.push(uplifted);
+            }
+        }
+        let want_asm = !cfg!(feature = "ucontext");
+        let mut matching: Vec<(SystemTime, PathBuf)> = candidates
+            .into_iter()
+            .filter(|p| {
+                let symbols = archive_symbols(p);
+                symbols.iter().any(|s| s == "ugreen_context_swap")
+                    && symbols.iter().any(|s| s == "ugreen_internal_switch") == want_asm
+            })
+            .map(|p| (std::fs::metadata(&p).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH), p))
+            .collect();
+        matching.sort();
+        match matching.pop() {
+            Some((_, path)) => path,
+            None => panic!(
+                "no libugreen.a for this build next to {} (Cargo.toml's crate-type must include \"staticlib\")",
+                deps.display()
+            ),
+        }
+    })
+}
+
+/// Where the C programs are built: per target arch, profile and backend.
+fn out_dir() -> PathBuf {
+    let deps = deps_dir();
+    let profile = deps
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("unknown");
+    let backend = if cfg!(feature = "ucontext") {
+        "ucontext"
+    } else {
+        "asm"
+    };
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("c-abi")
+        .join(format!("{ARCH}-{profile}-{backend}"));
+    std::fs::create_dir_all(&dir).expect("create the output dir");
+    dir
+}
+
+/// Output of a command, for failure messages.
+fn describe(what: &str, out: &Output) -> String {
+    format!(
+        "{what}: {}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn compile(name: &str, lang: Lang) -> Option<PathBuf> {
+    let tc = toolchain();
+    let src = crate_dir()
+        .join("tests")
+        .join("c")
+        .join(format!("{name}.c"));
+    let include = crate_dir().join("include");
+    let (compiler, flags, syntax_only) = match lang {
+        Lang::C => (tc.cc.as_str(), C_FLAGS, false),
+        Lang::Cxx => match tc.cxx.as_deref() {
+            Some(cxx) => (cxx, CXX_FLAGS, false),
+            None => ("g++", CXX_FLAGS, true),
+        },
+    };
+    let mut cmd = Command::new(compiler);
+    cmd.args(flags)
+        .args(OPT_FLAGS)
+        .arg("-I")
+        .arg(&include)
+        .arg(&src);
+    if syntax_only {
+        eprintln!("note: no {ARCH}-linux-gnu-g++: {name}.c is only checked as C++ (-fsyntax-only)");
+        cmd.arg("-fsyntax-only");
+        let out = cmd.output().unwrap_or_else(|e| panic!("running g++: {e}"));
+        assert!(
+            out.status.success(),
+            "{}",
+            describe(&format!("g++ -fsyntax-only {name}.c"), &out)
+        );
+        return None;
+    }
+    let suffix = if lang == Lang::Cxx { "-cxx" } else { "" };
+    let exe = out_dir().join(format!("{name}{suffix}"));
+    let tmp = exe.with_extension(format!("tmp{}", std::process::id()));
+    // `-x none`: the archive after the source is not C++ source.
+    cmd.args(["-x", "none"])
+        .arg(staticlib())
+        .args(NATIVE_LIBS)
+        .arg("-o")
+        .arg(&tmp);
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {compiler}: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        describe(&format!("{compiler} {name}.c"), &out)
+    );
+    std::fs::rename(&tmp, &exe).expect("rename the program into place");
+    Some(exe)
+}
+
+/// Builds each program once per language, also when tests share it.
+fn build(name: &str, lang: Lang) -> Option<PathBuf> {
+    type Slot = Arc<OnceLock<Option<PathBuf>>>;
+    static BUILT: OnceLock<Mutex<HashMap<(String, Lang), Slot>>> = OnceLock::new();
+    let slot = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry((name.to_owned(), lang))
+        .or_default()
+        .clone();
+    slot.get_or_init(|| compile(name, lang)).clone()
+}
+
+/// The runner prefix for programs the kernel cannot execute directly.
+fn runner() -> Vec<String> {
+    match std::env::var("UGREEN_TEST_RUNNER") {
+        Ok(r) => r.split_whitespace().map(str::to_owned).collect(),
+        Err(_) => vec![
+            format!("qemu-{ARCH}"),
+            "-L".to_owned(),
+            format!("/usr/{ARCH}-linux-gnu"),
+        ],
+    }
+}
+
+fn run(exe: &Path, args: &[&str]) -> Output {
+    if std::env::var_os("UGREEN_TEST_RUNNER").is_none() {
+        match Command::new(exe).args(args).output() {
+            Ok(out) => return out,
+            // ENOEXEC: a foreign binary and no binfmt handler: use the runner.
+            Err(e) if e.raw_os_error() == Some(8) => {}
+            Err(e) => panic!("running {}: {e}", exe.display()),
+        }
+    }
+    let runner = runner();
+    Command::new(&runner[0])
+        .args(&runner[1..])
+        .arg(exe)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {} under {}: {e}", exe.display(), runner.join(" ")))
+}
+
+/// Runs the program `name` in every language; it must exit 0 and print a
+/// line that starts with `expect`.
+fn run_ok(name: &str, expect: &str) {
+    for lang in LANGS {
+        let Some(exe) = build(name, lang) else {
+            continue;
+        };
+        let out = run(&exe, &[]);
+        let what = format!("{name} ({lang:?})");
+        assert!(out.status.success(), "{}", describe(&what, &out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.lines().any(|l| l.starts_with(expect)),
+            "{}",
+            describe(&what, &out)
+        );
+    }
+}
+
+#[test]
+fn c_pingpong() {
+    let backend = if cfg!(feature = "ucontext") {
+        "ucontext"
+    } else {
+        "asm"
+    };
+    run_ok(
+        "pingpong",
+        &format!("pingpong ok: 100000 round trips, backend {backend}"),
+    );
+}
+
+#[test]
+fn c_round_robin_through_main() {
+    run_ok(
+        "round_robin",
+        "round_robin ok: 30 cores, 600 requests, 9000 switches",
+    );
+}
+
+#[test]
+fn c_remake_on_reused_stacks() {
+    run_ok("remake", "remake ok: 100000 contexts on 4 stacks");
+}
+
+#[test]
+fn c_contract_bad_inputs() {
+    run_ok("contract", "contract ok:");
+}
+
+/// Runs `crash.c` with `case` in every language: it must print that it is
+/// armed, then die as `expect` says, with every `messages` line on stderr in
+/// that order.
+fn crash(case: &str, expect: Death, messages: &[&str]) {
+    for lang in LANGS {
+        let Some(exe) = build("crash", lang) else {
+            continue;
+        };
+        let out = run(&exe, &[case]);
+        let what = format!("crash {case} ({lang:?})");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stdout.contains(&format!("{case}: armed")),
+            "{}",
+            describe(&what, &out)
+        );
+        match expect {
+            Death::Signal(sig) => {
+                assert_eq!(out.status.signal(), Some(sig), "{}", describe(&what, &out))
+            }
+            Death::Exit(code) => {
+                assert_eq!(out.status.code(), Some(code), "{}", describe(&what, &out))
+            }
+        }
+        let mut rest: &str = &stderr;
+        for msg in messages {
+            match rest.find(msg) {
+                Some(at) => rest = &rest[at + msg.len()..],
+                None => panic!(
+                    "stderr lacks {msg:?} (in this order)\n{}",
+                    describe(&what, &out)
+                ),
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Death {
+    Signal(i32),
+    Exit(i32),
+}
+
+const NOT_SUSPENDED: &str =
+    "ugreen: ugreen_context_swap: the target context is not suspended (it is running, has finished, or was never made)";
+
+#[test]
+fn c_swap_into_running_context_aborts() {
+    crash("swap-running", Death::Signal(SIGABRT), &[NOT_SUSPENDED]);
+}
+
+#[test]
+fn c_swap_into_finished_context_aborts() {
+    crash("swap-finished", Death::Signal(SIGABRT), &[NOT_SUSPENDED]);
+}
+
+#[test]
+fn c_swap_into_zeroed_context_aborts() {
+    crash("swap-zeroed", Death::Signal(SIGABRT), &[NOT_SUSPENDED]);
+}
+
+#[test]
+fn c_swap_null_arguments_abort() {
+    crash(
+        "swap-null-to",
+        Death::Signal(SIGABRT),
+        &["ugreen: ugreen_context_swap: `to` is NULL"],
+    );
+    crash(
+        "swap-null-from",
+        Death::Signal(SIGABRT),
+        &["ugreen: ugreen_context_swap: `from` is NULL"],
+    );
+}
+
+#[test]
+fn c_return_without_link_aborts() {
+    crash(
+        "no-link",
+        Death::Signal(SIGABRT),
+        &["ugreen: a context made without a link returned from its entry function"],
+    );
+}
+
+#[test]
+fn c_guard_page_hit_kills_by_sigsegv() {
+    crash("overflow", Death::Signal(SIGSEGV), &[]);
+}
+
+#[test]
+fn c_overflow_handler_names_the_stack() {
+    crash(
+        "overflow-report",
+        Death::Signal(SIGSEGV),
+        &[
+            "ugreen: stack overflow in green thread \"core 7\" (stack of 16 pages = ",
+            "); raise the stack size\n",
+        ],
+    );
+}
+
+#[test]
+fn c_overflow_handler_chains_to_the_previous_handler() {
+    crash(
+        "overflow-chain",
+        Death::Exit(3),
+        &[
+            "ugreen: stack overflow in green thread \"core 7\" (stack of 16 pages",
+            "test handler: SIGSEGV chained",
+        ],
+    );
+}
+
+/// `scripts/install.sh PREFIX` installs lib, header and `ugreen.pc`; a C
+/// program then builds with `pkg-config --cflags --libs ugreen` alone.
+#[test]
+fn c_install_and_pkg_config() {
+    assert!(
+        on_path("pkg-config"),
+        "pkg-config is needed for this test (Debian: apt-get install pkg-config)"
+    );
+    let prefix = out_dir().join("prefix");
+    let _ = std::fs::remove_dir_all(&prefix);
+    let mut install = Command::new("bash");
+    install.arg(crate_dir().join("scripts").join("install.sh"));
+    // The target this test was built for, unless it is the host's. The
+    // script builds in release mode in this test's target dir.
+    let deps = deps_dir();
+    let profile_dir = deps.parent().expect("profile dir");
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir");
+    let above = profile_dir.parent().expect("target dir or triple dir");
+    let triple = if above == target_dir {
+        None
+    } else {
+        above
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_owned)
+    };
+    if let Some(triple) = &triple {
+        install.args(["--target", triple]);
+    }
+    if cfg!(feature = "ucontext") {
+        install.args(["--features", "ucontext"]);
+    }
+    install.arg(&prefix).env("CARGO_TARGET_DIR", target_dir);
+    let out = install.output().expect("run scripts/install.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        describe("scripts/install.sh", &out)
+    );
+    for file in [
+        "lib/libugreen.a",
+        "include/ugreen.h",
+        "lib/pkgconfig/ugreen.pc",
+    ] {
+        assert!(prefix.join(file).is_file(), "{file} not installed");
+    }
+
+    let pc = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "ugreen"])
+        .env("PKG_CONFIG_PATH", prefix.join("lib").join("pkgconfig"))
+        .output()
+        .expect("run pkg-config");
+    assert!(pc.status.success(), "{}", describe("pkg-config", &pc));
+    let flags = String::from_utf8(pc.stdout).expect("pkg-config output is UTF-8");
+
+    let exe = out_dir().join("pingpong-pkg-config");
+    let src = crate_dir().join("tests").join("c").join("pingpong.c");
+    let out = Command::new(&toolchain().cc)
+        .args(C_FLAGS)
+        .arg(&src)
+        .args(flags.split_whitespace())
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .expect("run the C compiler");
+    assert!(
+        out.status.success(),
+        "{}",
+        describe("cc $(pkg-config --cflags --libs ugreen)", &out)
+    );
+    let out = run(&exe, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        describe("pingpong built with pkg-config", &out)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pingpong ok: 100000 round trips"));
+}
