@@ -74,33 +74,55 @@ fn chunks(mut f: impl FnMut(&'static Chunk) -> bool) {
     }
 }
 
-pub(crate) fn register(stack: &Stack) {
+/// The chunk where the last slot was freed or taken: registration looks
+/// there first, so creating many stacks does not rescan the full chunks.
+static HINT: AtomicPtr<Chunk> = AtomicPtr::new(ptr::null_mut());
+
+/// Takes a free slot of `chunk` for the stack; returns its index.
+fn claim_in(chunk: &'static Chunk, stack: &Stack) -> Option<usize> {
     let (lo, end) = stack.mapping();
-    let meta = stack.meta() as *const StackMeta as *mut StackMeta;
+    for (i, slot) in chunk.slots.iter().enumerate() {
+        if slot.state.load(Ordering::Relaxed) == FREE
+            && slot
+                .state
+                .compare_exchange(FREE, WRITING, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            slot.lo.store(lo, Ordering::Relaxed);
+            slot.end.store(end, Ordering::Relaxed);
+            slot.pages.store(stack.pages(), Ordering::Relaxed);
+            slot.meta.store(
+                stack.meta() as *const StackMeta as *mut StackMeta,
+                Ordering::Relaxed,
+            );
+            slot.state.store(PUBLISHED, Ordering::Release);
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// Records `stack` for the handler; returns where, for `deregister`.
+pub(crate) fn register(stack: &Stack) -> (usize, usize) {
+    let hint = HINT.load(Ordering::Relaxed);
+    if !hint.is_null() {
+        // SAFETY: chunks are never freed.
+        let chunk: &'static Chunk = unsafe { &*hint };
+        if let Some(i) = claim_in(chunk, stack) {
+            return (chunk as *const Chunk as usize, i);
+        }
+    }
     loop {
-        let mut done = false;
+        let mut found = None;
         let mut last: &'static Chunk = &REGISTRY;
         chunks(|chunk| {
             last = chunk;
-            for slot in &chunk.slots {
-                if slot
-                    .state
-                    .compare_exchange(FREE, WRITING, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    slot.lo.store(lo, Ordering::Relaxed);
-                    slot.end.store(end, Ordering::Relaxed);
-                    slot.pages.store(stack.pages(), Ordering::Relaxed);
-                    slot.meta.store(meta, Ordering::Relaxed);
-                    slot.state.store(PUBLISHED, Ordering::Release);
-                    done = true;
-                    return true;
-                }
-            }
-            false
+            found = claim_in(chunk, stack).map(|i| (chunk, i));
+            found.is_some()
         });
-        if done {
-            return;
+        if let Some((chunk, i)) = found {
+            HINT.store(chunk as *const Chunk as *mut Chunk, Ordering::Relaxed);
+            return (chunk as *const Chunk as usize, i);
         }
         // Every slot taken: append a chunk (or use the one another thread appended).
         let fresh = Box::into_raw(Box::new(Chunk {
@@ -118,21 +140,15 @@ pub(crate) fn register(stack: &Stack) {
     }
 }
 
-pub(crate) fn deregister(stack: &Stack) {
-    let meta = stack.meta() as *const StackMeta as *mut StackMeta;
-    chunks(|chunk| {
-        for slot in &chunk.slots {
-            if slot.state.load(Ordering::Acquire) == PUBLISHED
-                && slot.meta.load(Ordering::Relaxed) == meta
-            {
-                slot.state.store(WRITING, Ordering::Relaxed);
-                slot.meta.store(ptr::null_mut(), Ordering::Relaxed);
-                slot.state.store(FREE, Ordering::Release);
-                return true;
-            }
-        }
-        false
-    });
+/// Frees the slot `register` returned.
+pub(crate) fn deregister((chunk, index): (usize, usize)) {
+    // SAFETY: `chunk` came from `register`; chunks are never freed.
+    let chunk_ref: &'static Chunk = unsafe { &*(chunk as *const Chunk) };
+    let slot = &chunk_ref.slots[index];
+    slot.state.store(WRITING, Ordering::Relaxed);
+    slot.meta.store(ptr::null_mut(), Ordering::Relaxed);
+    slot.state.store(FREE, Ordering::Release);
+    HINT.store(chunk as *mut Chunk, Ordering::Relaxed);
 }
 
 /// A registered stack whose lower guard page holds `addr` (or `sp`).

@@ -55,6 +55,8 @@ pub struct Stack {
     map_len: usize,
     usable: usize,
     meta: Box<StackMeta>,
+    /// Where the overflow registry records this stack.
+    registry_slot: (usize, usize),
 }
 
 impl Stack {
@@ -104,7 +106,7 @@ impl Stack {
             unsafe { libc::munmap(base, map_len) };
             return Err(Error::OutOfMemory);
         }
-        let stack = Stack {
+        let mut stack = Stack {
             // SAFETY: mmap succeeded, so base is not NULL.
             base: unsafe { NonNull::new_unchecked(base.cast()) },
             map_len,
@@ -115,8 +117,9 @@ impl Stack {
                 label: UnsafeCell::new([0; LABEL_MAX]),
                 valgrind_id: AtomicUsize::new(0),
             }),
+            registry_slot: (0, 0),
         };
-        crate::overflow::register(&stack);
+        stack.registry_slot = crate::overflow::register(&stack);
         crate::tools::on_stack_new(&stack);
         Ok(stack)
     }
@@ -219,7 +222,7 @@ impl StackMeta {
 impl Drop for Stack {
     fn drop(&mut self) {
         crate::tools::on_stack_drop(self);
-        crate::overflow::deregister(self);
+        crate::overflow::deregister(self.registry_slot);
         // SAFETY: unmapping exactly the mapping this Stack owns; nothing runs
         // on it any more (a safe Coroutine borrows or owns its Stack, and the
         // raw API requires its users to guarantee it).

@@ -19,7 +19,10 @@ fn resumer_of_the_green_thread(co: &mut Coroutine<'_, (), (), String>) -> String
 
 #[test]
 // glibc's makecontext ends the unwind at its own start routine.
-#[cfg_attr(feature = "ucontext", ignore = "the ucontext backend's frames end at __start_context")]
+#[cfg_attr(
+    feature = "ucontext",
+    ignore = "the ucontext backend's frames end at __start_context"
+)]
 fn backtrace_walks_from_green_thread_into_resumer() {
     let mut co = Coroutine::new(Stack::new(64).unwrap(), |_, ()| frame_inside_green_thread());
     let trace = resumer_of_the_green_thread(&mut co);

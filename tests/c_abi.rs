@@ -257,34 +257,71 @@ fn build(name: &str, lang: Lang) -> Option<PathBuf> {
     slot.get_or_init(|| compile(name, lang)).clone()
 }
 
-/// The runner prefix for programs the kernel cannot execute directly.
-fn runner() -> Vec<String> {
-    match std::env::var("UGREEN_TEST_RUNNER") {
-        Ok(r) => r.split_whitespace().map(str::to_owned).collect(),
-        Err(_) => vec![
-            format!("qemu-{ARCH}"),
-            "-L".to_owned(),
-            format!("/usr/{ARCH}-linux-gnu"),
-        ],
+/// Full path of `program` as found on PATH.
+fn which(program: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// The ELF machine (`e_machine`) of a file, if it is an ELF file.
+fn elf_machine(path: &Path) -> Option<u16> {
+    use std::io::Read;
+    let mut head = [0u8; 20];
+    std::fs::File::open(path).ok()?.read_exact(&mut head).ok()?;
+    if &head[..4] != b"\x7fELF" {
+        return None;
     }
+    // EI_DATA: 1 = little endian, 2 = big endian.
+    let bytes = [head[18], head[19]];
+    Some(if head[5] == 2 {
+        u16::from_be_bytes(bytes)
+    } else {
+        u16::from_le_bytes(bytes)
+    })
+}
+
+/// The command prefix that runs a program built for the target: none when
+/// the host executes it natively, else `qemu-<arch> -L /usr/<arch>-linux-gnu`.
+///
+/// Inside this test binary `uname` and `/proc/self/exe` describe the target
+/// even under qemu-user, and a spawn that fails with ENOEXEC under qemu-user
+/// looks like an exit with status 127. The C compiler, though, is a host
+/// program: when its machine differs from the programs it builds, the host
+/// cannot run them.
+fn runner() -> &'static [String] {
+    static RUNNER: OnceLock<Vec<String>> = OnceLock::new();
+    RUNNER.get_or_init(|| {
+        if let Ok(r) = std::env::var("UGREEN_TEST_RUNNER") {
+            return r.split_whitespace().map(str::to_owned).collect();
+        }
+        let host = which(&toolchain().cc).and_then(|cc| elf_machine(&cc));
+        let target = build("pingpong", Lang::C).and_then(|exe| elf_machine(&exe));
+        match (host, target) {
+            (Some(h), Some(t)) if h != t => vec![
+                format!("qemu-{ARCH}"),
+                "-L".to_owned(),
+                format!("/usr/{ARCH}-linux-gnu"),
+            ],
+            _ => Vec::new(),
+        }
+    })
 }
 
 fn run(exe: &Path, args: &[&str]) -> Output {
-    if std::env::var_os("UGREEN_TEST_RUNNER").is_none() {
-        match Command::new(exe).args(args).output() {
-            Ok(out) => return out,
-            // ENOEXEC: a foreign binary and no binfmt handler: use the runner.
-            Err(e) if e.raw_os_error() == Some(8) => {}
-            Err(e) => panic!("running {}: {e}", exe.display()),
-        }
-    }
     let runner = runner();
-    Command::new(&runner[0])
-        .args(&runner[1..])
-        .arg(exe)
-        .args(args)
+    let mut cmd = match runner.split_first() {
+        Some((first, rest)) => {
+            let mut cmd = Command::new(first);
+            cmd.args(rest).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    };
+    cmd.args(args)
         .output()
-        .unwrap_or_else(|e| panic!("running {} under {}: {e}", exe.display(), runner.join(" ")))
+        .unwrap_or_else(|e| panic!("running {} {}: {e}", runner.join(" "), exe.display()))
 }
 
 /// Runs the program `name` in every language; it must exit 0 and print a
@@ -463,21 +500,20 @@ fn c_install_and_pkg_config() {
     let _ = std::fs::remove_dir_all(&prefix);
     let mut install = Command::new("bash");
     install.arg(crate_dir().join("scripts").join("install.sh"));
-    // The target this test was built for, unless it is the host's. The
-    // script builds in release mode in this test's target dir.
+    // The target this test was built for when cargo was given `--target`:
+    // then the test binary lives in `<target-dir>/<triple>/<profile>/deps`.
+    // The script builds in release mode in this test's target dir.
     let deps = deps_dir();
     let profile_dir = deps.parent().expect("profile dir");
-    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir");
     let above = profile_dir.parent().expect("target dir or triple dir");
-    let triple = if above == target_dir {
-        None
+    let dir_name = above.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let (target_dir, triple) = if dir_name.starts_with(&format!("{ARCH}-")) {
+        (
+            above.parent().expect("target dir"),
+            Some(dir_name.to_owned()),
+        )
     } else {
-        above
-            .file_name()
-            .and_then(|n| n.to_str())
-            .map(str::to_owned)
+        (above, None)
     };
     if let Some(triple) = &triple {
         install.args(["--target", triple]);

@@ -150,13 +150,28 @@ fn child_body(scenario: &str) {
         let main = addr_of_mut!((*p)[0]);
         let green = addr_of_mut!((*p)[1]);
         match scenario {
-            "overflow" | "overflow-with-handler" => {
-                if scenario == "overflow-with-handler" {
+            "overflow" | "overflow-with-handler" | "overflow-many-stacks" => {
+                if scenario != "overflow" {
                     ugreen::overflow::install().unwrap();
+                }
+                if scenario == "overflow-many-stacks" {
+                    // Fill several registry chunks, free some, then map the
+                    // faulting stack last: it is found wherever it lands.
+                    let mut others: Vec<Stack> = (0..700).map(|_| Stack::new(1).unwrap()).collect();
+                    others.drain(100..200);
+                    std::mem::forget(others);
+                    stack = Stack::new(4).unwrap();
+                    stack.set_label("worker 7");
                 }
                 RawContext::make(green, &stack, overflow_entry, core::ptr::null_mut(), main)
                     .unwrap();
                 RawContext::swap(main, green);
+            }
+            "other-fault-with-handler" => {
+                ugreen::overflow::install().unwrap();
+                // A fault outside any ugreen stack: no report, same death.
+                let bad = std::hint::black_box(16usize) as *mut u64;
+                bad.write_volatile(1);
             }
             "swap-to-running" => {
                 // The green thread is running when it tries to resume itself via `to`.
@@ -251,7 +266,7 @@ fn crash_scenarios() {
             stderr.contains(message),
             "{scenario}: stderr lacks {message:?}:\n{stderr}"
         );
-        if *scenario == "overflow" {
+        if *scenario == "overflow" || *scenario == "other-fault-with-handler" {
             assert!(
                 !stderr.contains("stack overflow in green thread"),
                 "no report without the handler"
