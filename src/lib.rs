@@ -26,6 +26,7 @@ mod coroutine;
 mod diag;
 mod error;
 pub mod ffi;
+mod high_water;
 pub mod overflow;
 mod stack;
 mod tools;

@@ -106,6 +106,11 @@ impl Stack {
             unsafe { libc::munmap(base, map_len) };
             return Err(Error::OutOfMemory);
         }
+        // Page-granular residency for Stack::high_water: no transparent huge
+        // page may back more than the pages touched. Advisory; a kernel
+        // without THP refuses it, which changes nothing.
+        // SAFETY: advice on the mapping created above; no data changes.
+        unsafe { libc::madvise(base, map_len, libc::MADV_NOHUGEPAGE) };
         let mut stack = Stack {
             // SAFETY: mmap succeeded, so base is not NULL.
             base: unsafe { NonNull::new_unchecked(base.cast()) },
@@ -193,6 +198,17 @@ impl Stack {
 
     pub(crate) fn meta(&self) -> &StackMeta {
         &self.meta
+    }
+
+    /// Declares that the context made on this stack, if any, will never run
+    /// again, so a new one can be made on it. Its frames are abandoned as
+    /// they are: no destructor on it runs.
+    ///
+    /// # Safety
+    /// No context suspended on this stack is ever resumed again (re-make it
+    /// first), and none is running on it.
+    pub unsafe fn abandon(&self) {
+        self.release();
     }
 
     /// Marks the stack in use by a new context; fails if it already is.

@@ -167,6 +167,50 @@ fn child_body(scenario: &str) {
                     .unwrap();
                 RawContext::swap(main, green);
             }
+            "no-syscalls" => {
+                // Everything is allocated up front; then, under seccomp strict
+                // mode (only read, write, exit and sigreturn allowed; anything
+                // else is SIGKILL), make + swap on a reused stack, 1000 times,
+                // and the safe API on a borrowed stack.
+                let mut count = 0u64;
+                let mut co_stack = Stack::new(8).unwrap();
+                let rc = libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_STRICT as libc::c_ulong,
+                );
+                assert_eq!(rc, 0, "seccomp strict mode unavailable");
+                for _ in 0..1000 {
+                    RawContext::make(
+                        green,
+                        &stack,
+                        counting_entry,
+                        (&mut count as *mut u64).cast(),
+                        main,
+                    )
+                    .unwrap();
+                    RawContext::swap(main, green);
+                }
+                for i in 0..1000u64 {
+                    let mut co = ugreen::Coroutine::on_stack(&mut co_stack, move |y, x: u64| {
+                        y.suspend(x + i) + 1
+                    });
+                    let ugreen::CoroutineResult::Yield(v) = co.resume(1) else {
+                        unreachable!()
+                    };
+                    let ugreen::CoroutineResult::Return(r) = co.resume(v) else {
+                        unreachable!()
+                    };
+                    count += r - i - 2;
+                }
+                let msg: &[u8] = if count == 1000 {
+                    b"no-syscalls: ok\n"
+                } else {
+                    b"no-syscalls: wrong count\n"
+                };
+                libc::write(1, msg.as_ptr().cast(), msg.len());
+                // exit_group is not allowed either: the kernel kills us here.
+                libc::syscall(libc::SYS_exit_group, 0);
+            }
             "other-fault-with-handler" => {
                 ugreen::overflow::install().unwrap();
                 // A fault outside any ugreen stack: no report, same death.
@@ -254,6 +298,9 @@ fn crash_scenarios() {
         ),
     ];
     for (scenario, signal, message) in cases {
+        if *scenario == "no-syscalls" && cfg!(feature = "ucontext") {
+            continue; // swapcontext makes a signal-mask system call per switch
+        }
         let out = run_child("crash_scenarios", scenario);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
@@ -266,6 +313,13 @@ fn crash_scenarios() {
             stderr.contains(message),
             "{scenario}: stderr lacks {message:?}:\n{stderr}"
         );
+        if *scenario == "no-syscalls" {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                stdout.contains("no-syscalls: ok"),
+                "a system call happened before the end:\n{stdout}\n{stderr}"
+            );
+        }
         if *scenario == "overflow" || *scenario == "other-fault-with-handler" {
             assert!(
                 !stderr.contains("stack overflow in green thread"),

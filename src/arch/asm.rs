@@ -8,8 +8,16 @@ use core::mem::size_of;
 
 pub(crate) const BACKEND: &str = "asm";
 
-/// Bytes below the top of the stack that a new context's frame occupies.
+#[cfg(feature = "asan")]
+#[path = "asan.rs"]
+mod asan;
+
+/// Bytes below the top of the stack that a new context's frame occupies
+/// (with the `asan` feature, also the block holding its real entry).
+#[cfg(not(feature = "asan"))]
 pub(crate) const INIT_RESERVE: usize = size_of::<SwitchFrame>();
+#[cfg(feature = "asan")]
+pub(crate) const INIT_RESERVE: usize = size_of::<SwitchFrame>() + asan::START_RESERVE;
 
 extern "C" {
     /// `ugreen_context_swap` with its transfer word (asm/switch_*.S).
@@ -32,7 +40,15 @@ extern "C" {
 pub(crate) unsafe fn switch(from: *mut RawContext, to: *mut RawContext, transfer: usize) -> usize {
     // SAFETY: forwarded contract of this function; the routine follows the C
     // ABI and preserves every callee-saved register of the ABI.
-    unsafe { ugreen_internal_switch(from, to, transfer) }
+    #[cfg(not(feature = "asan"))]
+    unsafe {
+        ugreen_internal_switch(from, to, transfer)
+    }
+    // SAFETY: as above; the wrapper only adds the ASan annotations.
+    #[cfg(feature = "asan")]
+    unsafe {
+        asan::switch(from, to, transfer, ugreen_internal_switch)
+    }
 }
 
 /// Prepares `ctx` to run `entry(arg, transfer)` on the stack below `top`.
@@ -52,6 +68,9 @@ pub(crate) unsafe fn init_frame(
     live: *mut usize,
 ) {
     debug_assert_eq!(top as usize % 16, 0);
+    // SAFETY: the caller's contract covers the reserve for the entry block.
+    #[cfg(feature = "asan")]
+    let (entry, arg) = unsafe { asan::prepare(ctx, _bottom, top, entry, arg, link) };
     let trampoline = if link.is_null() {
         ugreen_internal_trampoline_nolink as *const () as usize
     } else {

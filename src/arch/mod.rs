@@ -32,6 +32,11 @@ compile_error!(
      enable the `ucontext` feature to use getcontext/makecontext/swapcontext"
 );
 
+#[cfg(all(feature = "ucontext", feature = "asan"))]
+compile_error!(
+    "the `asan` feature annotates the assembly switch; it cannot be combined with `ucontext`"
+);
+
 #[cfg(feature = "ucontext")]
 mod ucontext;
 #[cfg(feature = "ucontext")]

@@ -160,6 +160,63 @@ pub unsafe extern "C" fn ugreen_stack_in_use(stack: *const Stack) -> bool {
     unsafe { stack.as_ref() }.is_some_and(Stack::is_in_use)
 }
 
+/// How many bytes of the stack were ever used: from its top down to the
+/// deepest page touched, in whole pages (0 for a stack never used). Measured
+/// by page residency (mincore(2)) when called; nothing is prepared at
+/// creation, so it costs nothing until asked. A page swapped out under
+/// memory pressure counts as untouched. Use it to size stacks (uWSGI's
+/// `--ugreen-stacksize`) from real workloads.
+///
+/// Errors: NULL_ARGUMENT if `stack` or `out` is NULL; SYSTEM_ERROR if
+/// mincore fails. `*out` is written only on success.
+///
+/// # Safety
+/// `stack` is NULL or a live stack; `out` is NULL or valid for writing.
+#[no_mangle]
+pub unsafe extern "C" fn ugreen_stack_high_water(
+    stack: *const Stack,
+    out: *mut usize,
+) -> ugreen_result {
+    guard(|| {
+        if stack.is_null() || out.is_null() {
+            return UGREEN_RESULT_NULL_ARGUMENT;
+        }
+        // SAFETY: both non-NULL and valid per the contract.
+        match unsafe { (*stack).try_high_water() } {
+            Ok(bytes) => {
+                // SAFETY: as above.
+                unsafe { out.write(bytes) };
+                UGREEN_RESULT_OK
+            }
+            Err(_) => UGREEN_RESULT_SYSTEM_ERROR,
+        }
+    })
+}
+
+/// Declares that the context made on `stack`, if any, will never run again,
+/// so that a new one can be made on it (ugreen_context_make answers
+/// WRONG_STATE until the previous context finished otherwise). Its frames
+/// are abandoned as they are. For servers that drop a request whose green
+/// thread is still suspended.
+///
+/// Errors: NULL_ARGUMENT.
+///
+/// # Safety
+/// `stack` is NULL or a live stack; no context suspended on it is ever
+/// resumed again unless re-made, and none is running on it.
+#[no_mangle]
+pub unsafe extern "C" fn ugreen_stack_abandon(stack: *mut Stack) -> ugreen_result {
+    // SAFETY: per the contract.
+    match unsafe { stack.as_ref() } {
+        None => UGREEN_RESULT_NULL_ARGUMENT,
+        Some(stack) => {
+            // SAFETY: per the contract.
+            unsafe { stack.abandon() };
+            UGREEN_RESULT_OK
+        }
+    }
+}
+
 /// Sets the label that diagnostics name the stack by (e.g. "core 17"). The
 /// string is copied (at most 63 bytes; invalid UTF-8 is replaced).
 ///
@@ -238,7 +295,7 @@ pub unsafe extern "C" fn ugreen_context_is_suspended(ctx: *const RawContext) -> 
     unsafe { ctx.as_ref() }.is_some_and(RawContext::is_suspended)
 }
 
-#[cfg(not(feature = "ucontext"))]
+#[cfg(not(any(feature = "ucontext", feature = "asan")))]
 extern "C" {
     /// Saves the current context into `from` and resumes `to`; returns when
     /// something swaps back into `from`. The hot path: the assembly routine
@@ -257,13 +314,15 @@ extern "C" {
     pub fn ugreen_context_swap(from: *mut RawContext, to: *mut RawContext);
 }
 
-/// The same as the assembly `ugreen_context_swap`, on swapcontext.
+/// The same as the assembly `ugreen_context_swap`, on swapcontext (the
+/// `ucontext` feature) or with AddressSanitizer's fiber annotations around
+/// the assembly routine (the `asan` feature).
 ///
 /// # Safety
 /// As for the assembly version.
 ///
 /// cbindgen:ignore
-#[cfg(feature = "ucontext")]
+#[cfg(any(feature = "ucontext", feature = "asan"))]
 #[export_name = "ugreen_context_swap"]
 pub unsafe extern "C" fn ugreen_context_swap_ucontext(from: *mut RawContext, to: *mut RawContext) {
     // SAFETY: the caller's contract.
