@@ -43,7 +43,15 @@
  *           written only when it differs, the registers of `to` loaded, and a
  *           return to its x30 with x0 = transfer.
  */
+#ifndef UGREEN_NO_C_SWAP
 FUNC_BEGIN(ugreen_context_swap)
+#else
+    /* build.rs defines UGREEN_NO_C_SWAP for the `asan` feature: the C
+       symbol is then a Rust wrapper that annotates the switch for
+       AddressSanitizer, and only the internal name is defined here. */
+    .text
+    .p2align 4
+#endif
     .globl  ugreen_internal_switch      /* the same routine, for Rust */
     .hidden ugreen_internal_switch
     .type   ugreen_internal_switch, %function
@@ -102,7 +110,11 @@ ugreen_internal_switch:
 .Lmisuse:
     b       ugreen_internal_swap_misuse
     .cfi_endproc
+#ifndef UGREEN_NO_C_SWAP
 FUNC_END(ugreen_context_swap)
+#else
+FUNC_END(ugreen_internal_switch)
+#endif
 
 /*
  * noreturn ugreen_internal_jump(ugreen_context *to : x1, void *transfer : x2)

@@ -8,7 +8,7 @@
  *
  *   offset  slot
  *   ------  ---------------------------------------------------------------
- *      0    MXCSR (bits 0-31) | x87 control word (bits 32-47) | 0 (48-63)
+ *      0    MXCSR (bytes 0-3), x87 control word (bytes 4-5), unused (6-7)
  *      8    r15
  *     16    r14
  *     24    r13
@@ -49,7 +49,15 @@
  *           `to` popped, and a jmp (not ret) to its return address with
  *           rax = transfer.
  */
+#ifndef UGREEN_NO_C_SWAP
 FUNC_BEGIN(ugreen_context_swap)
+#else
+    /* build.rs defines UGREEN_NO_C_SWAP for the `asan` feature: the C
+       symbol is then a Rust wrapper that annotates the switch for
+       AddressSanitizer, and only the internal name is defined here. */
+    .text
+    .p2align 4
+#endif
     .globl  ugreen_internal_switch      /* the same routine, for Rust */
     .hidden ugreen_internal_switch
     .type   ugreen_internal_switch, %function
@@ -82,7 +90,7 @@ ugreen_internal_switch:
     push    %r15                    /*  8: r15 */
     .cfi_adjust_cfa_offset 8
     .cfi_rel_offset r15, 0
-    push    $0                      /*  0: FP control word, upper bytes 0 */
+    sub     $8, %rsp                /*  0: FP control (bytes 6-7 unused) */
     .cfi_adjust_cfa_offset 8
     stmxcsr (%rsp)                  /*  0: MXCSR */
     fnstcw  4(%rsp)                 /*  4: x87 control word */
@@ -94,10 +102,15 @@ ugreen_internal_switch:
     .cfi_def_cfa rsp, FRAME_SIZE
 
     /* Reload MXCSR / x87 CW only if a control bit differs (ldmxcsr and fldcw
-       are slow; the MXCSR status flags, bits 0-5, are not callee-saved). */
-    mov     (%rsp), %rcx
-    xor     (%r8), %rcx
-    test    $-64, %rcx              /* mask 0xffff_ffff_ffff_ffc0 */
+       are slow; the MXCSR status flags, bits 0-5, are not callee-saved).
+       The current values are read back with the width they were stored
+       with (4 and 2 bytes), so the loads forward from the stores. */
+    mov     (%rsp), %ecx            /* resumed side's MXCSR */
+    xor     (%r8), %ecx             /* ^ ours */
+    and     $0xffc0, %ecx           /* control bits only (16-31 are reserved 0) */
+    movzwl  4(%rsp), %r9d           /* resumed side's x87 CW */
+    xor     4(%r8), %r9w            /* ^ ours */
+    or      %r9d, %ecx
     jnz     .Lreload_fp
 .Lrestore:
     pop     %rcx                    /*  0: FP control (already in place) */
@@ -119,7 +132,11 @@ ugreen_internal_switch:
 .Lmisuse:
     jmp     ugreen_internal_swap_misuse@PLT
     .cfi_endproc
+#ifndef UGREEN_NO_C_SWAP
 FUNC_END(ugreen_context_swap)
+#else
+FUNC_END(ugreen_internal_switch)
+#endif
 
 /*
  * noreturn ugreen_internal_jump(ugreen_context *to : rsi, void *transfer : rdx)

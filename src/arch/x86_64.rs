@@ -5,7 +5,7 @@ use core::mem::{offset_of, size_of};
 /// One suspended context's saved state, at its saved stack pointer.
 #[repr(C)]
 pub(super) struct SwitchFrame {
-    /// MXCSR in bits 0-31, x87 control word in bits 32-47.
+    /// MXCSR in bits 0-31, x87 control word in bits 32-47, 48-63 unused.
     fp_control: u64,
     r15: usize,
     r14: usize,
