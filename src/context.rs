@@ -14,14 +14,14 @@ use core::ptr;
 /// the second argument.
 pub type EntryFn = unsafe extern "C" fn(arg: *mut c_void, transfer: usize);
 
-/// A saved execution context: the C ABI's `ugreen_context`.
+/// A saved execution context (`ugreen_context` in C).
 ///
-/// Plain, fixed-size, caller-allocated. A zeroed (or [`RawContext::new`])
-/// context is valid as the `from` of a swap: it is where the current thread's
-/// state is saved. A context is *suspended* (resumable) from the moment a
-/// swap saves into it, or [`RawContext::make`] prepares it, until a swap
-/// resumes it; while it runs, after its entry returned, and before it is made
-/// it is not, and swapping into it aborts the process with a message.
+/// Plain, fixed-size, caller-allocated. A zeroed context is valid as the
+/// `from` of a swap: it is where the current thread's state is saved. A
+/// context is *suspended* (resumable) from the moment a swap saves into it,
+/// or a make prepares it, until a swap resumes it; while it runs, after its
+/// entry function returned, and before it is made it is not, and swapping
+/// into it aborts the process with a message.
 ///
 /// A context must stay at the same address while it is suspended.
 #[repr(C)]

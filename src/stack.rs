@@ -44,12 +44,10 @@ pub(crate) struct StackMeta {
     pub(crate) valgrind_id: AtomicUsize,
 }
 
-/// A guarded stack for green threads.
-///
-/// Invariants relied on by the rest of the crate: `bottom()..top()` is
-/// readable and writable, at least one page long, page-aligned at both ends,
-/// with a `PROT_NONE` guard page directly below and above, and it is never
-/// executable.
+/// A guarded stack for green threads: one anonymous mapping whose usable
+/// range (at least one page, page-aligned at both ends, readable and
+/// writable, never executable) has a PROT_NONE guard page directly below and
+/// above. Code that runs on it may rely on these invariants.
 pub struct Stack {
     base: NonNull<u8>,
     map_len: usize,

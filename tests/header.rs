@@ -63,6 +63,22 @@ fn write_if_changed(path: &Path, text: &str) {
     }
 }
 
+/// Names of the functions declared at the top level of the header.
+fn declared_functions(header: &str) -> Vec<String> {
+    header
+        .lines()
+        .filter(|l| {
+            !l.starts_with([' ', '/', '#', '}', '*'])
+                && !l.starts_with("typedef")
+                && l.contains('(')
+        })
+        .filter_map(|l| {
+            let name = l[..l.find('(')?].rsplit([' ', '*']).next()?;
+            Some(name.to_owned())
+        })
+        .collect()
+}
+
 #[test]
 fn header_is_up_to_date() {
     let generated = generate();
@@ -114,6 +130,10 @@ fn header_contract() {
     ] {
         assert!(has(decl), "missing declaration: {decl}");
     }
+    assert!(
+        declared_functions(&h).len() >= 10,
+        "the declarations were not found"
+    );
     // Exactly one declaration of the swap, for every backend.
     assert_eq!(
         h.matches("ugreen_context_swap(").count(),
@@ -124,6 +144,14 @@ fn header_contract() {
         has("void ugreen_context_swap(struct ugreen_context *from, struct ugreen_context *to);"),
         "ugreen_context_swap: void, two pointer arguments"
     );
+    // Only the crate's public C functions are declared.
+    for name in declared_functions(&h) {
+        assert!(
+            name.starts_with("ugreen_") && !name.starts_with("ugreen_internal_"),
+            "the header declares `{name}`, which is not part of the C ABI: add it to \
+             cbindgen.toml's [export] exclude"
+        );
+    }
     // Internal symbols never reach the header.
     assert!(
         !has("ugreen_internal_"),
@@ -132,5 +160,17 @@ fn header_contract() {
     assert!(
         !has("ugreen_context_swap_ucontext"),
         "the ucontext swap's Rust name reached the header"
+    );
+}
+
+#[test]
+fn declared_functions_finds_foreign_declarations() {
+    let sample = "/**\n * f(x)\n */\nextern void __asan_x(const void *addr, size_t size);\n\
+                  enum ugreen_result ugreen_a(struct ugreen_stack **out);\n\
+                  const char *ugreen_b(int result);\n\
+                  typedef void (*cb)(void *);\n";
+    assert_eq!(
+        declared_functions(sample),
+        ["__asan_x", "ugreen_a", "ugreen_b"]
     );
 }

@@ -174,6 +174,29 @@ int main(void) {
     EXPECT(ugreen_context_make(&other, stack, noop, NULL, &main_ctx), UGREEN_RESULT_OK);
     ugreen_context_swap(&main_ctx, &other);
     CHECK(!ugreen_stack_in_use(stack));
+
+    /* ugreen_stack_high_water: NULL arguments, nothing written. */
+    {
+        size_t used = 12345;
+        EXPECT(ugreen_stack_high_water(NULL, &used), UGREEN_RESULT_NULL_ARGUMENT);
+        EXPECT(ugreen_stack_high_water(stack, NULL), UGREEN_RESULT_NULL_ARGUMENT);
+        CHECK(used == 12345);
+        EXPECT(ugreen_stack_high_water(stack, &used), UGREEN_RESULT_OK);
+        CHECK(used > 0 && used <= ugreen_stack_size(stack) && used % page == 0);
+    }
+
+    /* ugreen_stack_abandon: a stack whose context is suspended for good can
+       take a new context. */
+    EXPECT(ugreen_stack_abandon(NULL), UGREEN_RESULT_NULL_ARGUMENT);
+    EXPECT(ugreen_context_make(&ctx, stack, make_on_own_stack, NULL, &main_ctx), UGREEN_RESULT_OK);
+    ugreen_context_swap(&main_ctx, &ctx); /* suspends inside */
+    EXPECT(ugreen_context_make(&other, stack, noop, NULL, &main_ctx), UGREEN_RESULT_WRONG_STATE);
+    EXPECT(ugreen_stack_abandon(stack), UGREEN_RESULT_OK);
+    CHECK(!ugreen_stack_in_use(stack));
+    EXPECT(ugreen_stack_abandon(stack), UGREEN_RESULT_OK); /* not in use: no-op */
+    EXPECT(ugreen_context_make(&other, stack, noop, NULL, &main_ctx), UGREEN_RESULT_OK);
+    ugreen_context_swap(&main_ctx, &other);
+    CHECK(!ugreen_stack_in_use(stack));
     ugreen_stack_free(stack);
 
     /* Out of memory: a valid size that the system refuses. */
