@@ -38,8 +38,12 @@ fn main() {
         );
     };
 
-    cc::Build::new()
-        .file(src)
-        .include("asm")
-        .compile("ugreen_asm");
+    let mut build = cc::Build::new();
+    build.file(src).include("asm");
+    if env::var_os("CARGO_FEATURE_ASAN").is_some() {
+        // The C export `ugreen_context_swap` is then a Rust wrapper that
+        // annotates the switch for AddressSanitizer (src/ffi/mod.rs).
+        build.define("UGREEN_NO_C_SWAP", None);
+    }
+    build.compile("ugreen_asm");
 }

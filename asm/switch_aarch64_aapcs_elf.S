@@ -157,6 +157,12 @@ FUNC_END(ugreen_internal_jump)
 HIDDEN_BEGIN(ugreen_internal_trampoline)
     .cfi_startproc simple
     .cfi_signal_frame
+#if UGREEN_AARCH64_PAC
+    /* The x30 saved in the link's frame was signed by paciasp with sp =
+       link->sp + FRAME_SIZE, which is this CFA: unwinders authenticate it
+       with the CFA as modifier. */
+    .cfi_negate_ra_state
+#endif
     /* DW_CFA_def_cfa_expression: DW_OP_breg21 0; DW_OP_deref; DW_OP_plus_uconst 176 */
     .cfi_escape 0x0f, 0x06, 0x85, 0x00, 0x06, 0x23, 0xb0, 0x01
     .cfi_offset x19, -176
@@ -176,6 +182,17 @@ HIDDEN_BEGIN(ugreen_internal_trampoline)
     mov     x0, x20                 /* arg */
     blr     x19                     /* entry(arg, transfer) */
     str     xzr, [x22]              /* the stack is free again */
+#ifdef UGREEN_NO_C_SWAP
+    /* `asan` feature: this fiber ends. Announce the switch to `link` and
+       release the fiber's fake stack; done here because no instrumented
+       frame may run once it is released (src/arch/asan.rs). */
+    mov     x0, x21
+    bl      ugreen_internal_asan_exit       /* x0, x1 = link's stack bounds */
+    mov     x2, x1                          /* size */
+    mov     x1, x0                          /* bottom */
+    mov     x0, xzr                         /* fake_stack_save = NULL */
+    bl      __sanitizer_start_switch_fiber
+#endif
     mov     x1, x21                 /* to = link */
     mov     x2, xzr                 /* transfer = NULL */
     b       ugreen_internal_jump
@@ -201,12 +218,14 @@ HIDDEN_BEGIN(ugreen_internal_trampoline_nolink)
 FUNC_END(ugreen_internal_trampoline_nolink)
 
 /*
- * uint64_t ugreen_internal_fp_control(void) -> x0: the current FPCR.
+ * void ugreen_internal_fp_control(SwitchFrame *frame : x0)
+ * Stores the current FPCR into the FPCR slot (offset 160) of `frame`.
  */
 HIDDEN_BEGIN(ugreen_internal_fp_control)
     .cfi_startproc
     LANDING_PAD
-    mrs     x0, fpcr
+    mrs     x1, fpcr
+    str     x1, [x0, #160]          /* 160: FPCR */
     ret
     .cfi_endproc
 FUNC_END(ugreen_internal_fp_control)

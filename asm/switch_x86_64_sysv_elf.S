@@ -97,23 +97,23 @@ ugreen_internal_switch:
 
     mov     %rsp, (%rdi)            /* from->sp = our frame */
     movq    $0, (%rsi)              /* to is running from now on */
-    mov     %rsp, %r8               /* r8 = our frame, to compare FP state */
+    movzwl  4(%rsp), %ecx           /* our x87 CW (a load that forwards) */
     mov     %rax, %rsp              /* switch stacks */
     .cfi_def_cfa rsp, FRAME_SIZE
 
-    /* Reload MXCSR / x87 CW only if a control bit differs (ldmxcsr and fldcw
-       are slow; the MXCSR status flags, bits 0-5, are not callee-saved).
-       The current values are read back with the width they were stored
-       with (4 and 2 bytes), so the loads forward from the stores. */
-    mov     (%rsp), %ecx            /* resumed side's MXCSR */
-    xor     (%r8), %ecx             /* ^ ours */
-    and     $0xffc0, %ecx           /* control bits only (16-31 are reserved 0) */
-    movzwl  4(%rsp), %r9d           /* resumed side's x87 CW */
-    xor     4(%r8), %r9w            /* ^ ours */
-    or      %r9d, %ecx
-    jnz     .Lreload_fp
+    /* FP control state. MXCSR is reloaded every time: on AMD Zen 4 a load
+       of what stmxcsr just stored does not forward and stalls (+1.6 ns per
+       switch for a 4-byte compare, +5 ns for an 8-byte one), while an
+       unconditional ldmxcsr costs ~0.3 ns. The x87 CW compares cheaply
+       (fnstcw forwards), so fldcw runs only when it differs. Reloading
+       MXCSR also restores the resumed side's status flags (bits 0-5), as
+       swapcontext does. */
+    ldmxcsr (%rsp)                  /*  0: MXCSR */
+    cmp     4(%rsp), %cx            /*  4: x87 CW */
+    jne     .Lreload_cw
 .Lrestore:
-    pop     %rcx                    /*  0: FP control (already in place) */
+    lea     8(%rsp), %rsp           /*  0: FP control, already in place (no
+                                       8-byte load of a slot written in parts) */
     pop     %r15                    /*  8: r15 */
     pop     %r14                    /* 16: r14 */
     pop     %r13                    /* 24: r13 */
@@ -124,8 +124,7 @@ ugreen_internal_switch:
     pop     %rcx                    /* 56: return address */
     RESUME_JMP(%rcx)                /* jmp, not ret: keeps the return-stack
                                        predictor in step on both sides */
-.Lreload_fp:
-    ldmxcsr (%rsp)                  /*  0: MXCSR */
+.Lreload_cw:
     fldcw   4(%rsp)                 /*  4: x87 control word */
     jmp     .Lrestore
 
@@ -142,7 +141,7 @@ FUNC_END(ugreen_internal_switch)
  * noreturn ugreen_internal_jump(ugreen_context *to : rsi, void *transfer : rdx)
  *
  * Resumes `to` without saving the current context (used when a context's
- * entry function has returned). Always reloads the FP control state.
+ * entry function has returned). Reloads MXCSR, and the x87 CW if it differs.
  */
 HIDDEN_BEGIN(ugreen_internal_jump)
     .cfi_startproc
@@ -154,8 +153,14 @@ HIDDEN_BEGIN(ugreen_internal_jump)
     test    %rax, %rax
     jz      .Ljump_misuse
     movq    $0, (%rsi)              /* to is running */
+    fnstcw  -8(%rsp)                /* current x87 CW (red zone of a stack
+                                       being left for good) */
+    movzwl  -8(%rsp), %ecx
     mov     %rax, %rsp
-    jmp     .Lreload_fp
+    ldmxcsr (%rsp)                  /*  0: MXCSR */
+    cmp     4(%rsp), %cx            /*  4: x87 CW */
+    jne     .Lreload_cw
+    jmp     .Lrestore
 .Ljump_misuse:
     xor     %edi, %edi              /* no "from" */
     jmp     ugreen_internal_swap_misuse@PLT
@@ -194,6 +199,16 @@ HIDDEN_BEGIN(ugreen_internal_trampoline)
     mov     %rax, %rsi              /* transfer */
     call    *%rbx                   /* entry(arg, transfer) */
     movq    $0, (%r14)              /* the stack is free again */
+#ifdef UGREEN_NO_C_SWAP
+    /* `asan` feature: this fiber ends. Announce the switch to `link` and
+       release the fiber's fake stack; done here because no instrumented
+       frame may run once it is released (src/arch/asan.rs). */
+    mov     %r13, %rdi
+    call    ugreen_internal_asan_exit       /* rax, rdx = link's stack bounds */
+    xor     %edi, %edi                      /* fake_stack_save = NULL */
+    mov     %rax, %rsi                      /* bottom */
+    call    __sanitizer_start_switch_fiber@PLT  /* rdx = size */
+#endif
     mov     %r13, %rsi              /* to = link */
     xor     %edx, %edx              /* transfer = NULL */
     jmp     ugreen_internal_jump
@@ -219,29 +234,16 @@ HIDDEN_BEGIN(ugreen_internal_trampoline_nolink)
 FUNC_END(ugreen_internal_trampoline_nolink)
 
 /*
- * uint64_t ugreen_internal_fp_control(void) -> rax
- * The current FP control state in the layout of frame slot 0.
+ * void ugreen_internal_fp_control(SwitchFrame *frame : rdi)
+ * Stores the current FP control state into slot 0 of `frame`. Nothing reads
+ * the stored value back here: a load of what stmxcsr just stored stalls.
  */
 HIDDEN_BEGIN(ugreen_internal_fp_control)
     .cfi_startproc
     LANDING_PAD
-    movq    $0, -8(%rsp)            /* red zone */
-    stmxcsr -8(%rsp)
-    fnstcw  -4(%rsp)
-    mov     -8(%rsp), %rax
+    stmxcsr (%rdi)                  /*  0: MXCSR */
+    fnstcw  4(%rdi)                 /*  4: x87 control word */
+    movw    $0, 6(%rdi)             /*  6: unused */
     ret
     .cfi_endproc
 FUNC_END(ugreen_internal_fp_control)
-
-/*
- * void *ugreen_internal_sign_return(void *addr : rdi, void *sp : rsi) -> rax
- * Identity on x86_64 (no pointer authentication); exists so every
- * architecture offers the same internal interface.
- */
-HIDDEN_BEGIN(ugreen_internal_sign_return)
-    .cfi_startproc
-    LANDING_PAD
-    mov     %rdi, %rax
-    ret
-    .cfi_endproc
-FUNC_END(ugreen_internal_sign_return)

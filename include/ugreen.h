@@ -207,7 +207,8 @@ enum ugreen_result ugreen_stack_set_label(struct ugreen_stack *stack, const char
  *
  * # Safety
  * `ctx` is valid for writes and does not move while suspended; `stack`
- * outlives the context; `link` is NULL or a context that is suspended
+ * outlives the context, and no other thread makes a context on it at the
+ * same time; `link` is NULL or a context that is suspended
  * whenever `entry` returns; `entry` must not unwind (C++ exceptions,
  * longjmp out of it).
  */

@@ -67,7 +67,8 @@ impl RawContext {
     ///
     /// # Safety
     /// `ctx` is valid for writes and stays at its address while suspended;
-    /// `stack` outlives every use of the context; `link` is NULL or a context
+    /// `stack` outlives every use of the context, and no other thread makes
+    /// a context on it at the same time; `link` is NULL or a context
     /// that is suspended whenever `entry` returns; `entry` never unwinds.
     pub unsafe fn make(
         ctx: *mut RawContext,

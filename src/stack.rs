@@ -210,12 +210,18 @@ impl Stack {
     }
 
     /// Marks the stack in use by a new context; fails if it already is.
+    ///
+    /// A plain load and store, not a compare-exchange: a locked instruction
+    /// costs ~4.6 ns of the ~20 ns a creation takes. It catches making a
+    /// context on a stack that is still in use; making two contexts on one
+    /// stack from two threads at the same time is outside the contract of
+    /// `RawContext::make` (the safe API holds the stack exclusively).
     pub(crate) fn claim(&self) -> Result<(), Error> {
-        self.meta
-            .live
-            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .map(|_| ())
-            .map_err(|_| Error::WrongState)
+        if self.meta.live.load(Ordering::Acquire) != 0 {
+            return Err(Error::WrongState);
+        }
+        self.meta.live.store(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Marks the stack free again.

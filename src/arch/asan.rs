@@ -19,9 +19,10 @@
 //!   stack (the thread-local `THREAD_STACK`).
 //!
 //! The first entry into a new context runs through [`entry_shim`], which
-//! finishes the switch before the real entry function runs and starts the
-//! final switch to the link after it returns (that fiber's fake stack is
-//! then released).
+//! finishes the switch before the real entry function runs. When the entry
+//! function returns, the trampoline (asm, built with `UGREEN_NO_C_SWAP`)
+//! starts the final switch to the link with a NULL `fake_stack_save`, which
+//! releases the ending fiber's fake stack.
 //!
 //! Only meaningful in a build with `-Zsanitizer=address` (the annotations are
 //! symbols of the ASan runtime).
@@ -94,14 +95,13 @@ thread_local! {
 }
 
 /// Bytes `init_frame` reserves above the switch frame for [`Start`].
-pub(super) const START_RESERVE: usize = 32;
+pub(super) const START_RESERVE: usize = 16;
 
 /// The real entry of a new context, kept just below the top of its stack.
 #[repr(C, align(16))]
 pub(super) struct Start {
     entry: EntryFn,
     arg: *mut c_void,
-    link: *mut RawContext,
 }
 
 const _: () = assert!(core::mem::size_of::<Start>() <= START_RESERVE);
@@ -124,15 +124,31 @@ fn record(ctx: *mut RawContext, (bottom, size): Bounds) {
     }
 }
 
-/// Records the bounds `to` runs on and tells ASan a switch to them starts.
-/// `fake_stack_save` NULL: the current fiber ends and its fake stack is
-/// released.
-fn start(to: *const RawContext, fake_stack_save: *mut *mut c_void) {
+/// Records that the stack of `to` runs next; returns its bounds.
+fn enter(to: *const RawContext) -> Bounds {
     let target = bounds_of(to);
     LEFT.with(|l| l.set(CURRENT.with(Cell::get)));
     CURRENT.with(|c| c.set(target));
-    // SAFETY: the bounds are those of the stack `to` runs on.
-    unsafe { start_switch_fiber(fake_stack_save, target.0, target.1) };
+    target
+}
+
+/// The bounds of a finished context's link, for the trampoline, which then
+/// calls `__sanitizer_start_switch_fiber(NULL, bottom, size)` itself: the
+/// NULL releases the ending fiber's fake stack, after which no instrumented
+/// frame of that fiber may run (not even this function's epilogue).
+///
+/// cbindgen:ignore
+#[export_name = "ugreen_internal_asan_exit"]
+extern "C" fn asan_exit(link: *const RawContext) -> ExitBounds {
+    let (bottom, size) = enter(link);
+    ExitBounds { bottom, size }
+}
+
+/// Returned in two registers (rax:rdx, x0:x1).
+#[repr(C)]
+struct ExitBounds {
+    bottom: usize,
+    size: usize,
 }
 
 /// Tells ASan the switch into the current fiber has completed; learns the
@@ -163,7 +179,10 @@ pub(super) unsafe fn switch(
     }
     record(from, CURRENT.with(Cell::get));
     let mut fake_stack: *mut c_void = ptr::null_mut();
-    start(to, &mut fake_stack);
+    let (bottom, size) = enter(to);
+    // SAFETY: the bounds are those of the stack `to` runs on; `fake_stack`
+    // lives in this frame until the switch back.
+    unsafe { start_switch_fiber(&mut fake_stack, bottom, size) };
     // SAFETY: the caller's contract.
     let word = unsafe { raw(from, to, transfer) };
     finish(fake_stack);
@@ -182,7 +201,6 @@ pub(super) unsafe fn prepare(
     top: *mut u8,
     entry: EntryFn,
     arg: *mut c_void,
-    link: *mut RawContext,
 ) -> (EntryFn, *mut c_void) {
     let size = top as usize - bottom as usize;
     // SAFETY: per the contract; a previous context on this stack may have
@@ -190,7 +208,7 @@ pub(super) unsafe fn prepare(
     unsafe {
         unpoison(bottom.cast(), size);
         let start = top.sub(START_RESERVE).cast::<Start>();
-        start.write(Start { entry, arg, link });
+        start.write(Start { entry, arg });
         record(ctx, (bottom as usize, size));
         (entry_shim, start.cast())
     }
@@ -200,11 +218,7 @@ pub(super) unsafe fn prepare(
 unsafe extern "C" fn entry_shim(arg: *mut c_void, transfer: usize) {
     finish(ptr::null_mut());
     // SAFETY: `arg` is the Start block `prepare` wrote above this frame.
-    let Start { entry, arg, link } = unsafe { arg.cast::<Start>().read() };
+    let Start { entry, arg } = unsafe { arg.cast::<Start>().read() };
     // SAFETY: the contract of RawContext::make.
     unsafe { entry(arg, transfer) };
-    if !link.is_null() {
-        // The trampoline switches to the link next; this fiber is done.
-        start(link, ptr::null_mut());
-    }
 }

@@ -25,7 +25,9 @@ extern "C" {
         -> usize;
     fn ugreen_internal_trampoline();
     fn ugreen_internal_trampoline_nolink();
-    fn ugreen_internal_fp_control() -> u64;
+    /// Stores the current FP control state into the FP slot of `frame`.
+    fn ugreen_internal_fp_control(frame: *mut SwitchFrame);
+    #[cfg(target_arch = "aarch64")]
     fn ugreen_internal_sign_return(addr: usize, sp: usize) -> usize;
 }
 
@@ -70,19 +72,19 @@ pub(crate) unsafe fn init_frame(
     debug_assert_eq!(top as usize % 16, 0);
     // SAFETY: the caller's contract covers the reserve for the entry block.
     #[cfg(feature = "asan")]
-    let (entry, arg) = unsafe { asan::prepare(ctx, _bottom, top, entry, arg, link) };
+    let (entry, arg) = unsafe { asan::prepare(ctx, _bottom, top, entry, arg) };
     let trampoline = if link.is_null() {
         ugreen_internal_trampoline_nolink as *const () as usize
     } else {
         ugreen_internal_trampoline as *const () as usize
     };
-    // SAFETY: both helpers are leaf routines with no preconditions.
-    let (fp, resume_at) = unsafe {
-        (
-            ugreen_internal_fp_control(),
-            ugreen_internal_sign_return(trampoline, top as usize),
-        )
-    };
+    // Only aarch64 signs return addresses (PAC); elsewhere the call is
+    // skipped on this hot path.
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: a leaf routine with no preconditions.
+    let resume_at = unsafe { ugreen_internal_sign_return(trampoline, top as usize) };
+    #[cfg(not(target_arch = "aarch64"))]
+    let resume_at = trampoline;
     let frame = frame::initial(
         frame::Start {
             entry: entry as *const () as usize,
@@ -90,7 +92,7 @@ pub(crate) unsafe fn init_frame(
             link: link as usize,
             live: live as usize,
         },
-        fp,
+        0, // the FP control slot, written below
         resume_at,
     );
     // SAFETY: the caller guarantees the reserve below `top` is writable and
@@ -98,6 +100,9 @@ pub(crate) unsafe fn init_frame(
     unsafe {
         let sp = top.sub(INIT_RESERVE).cast::<SwitchFrame>();
         sp.write(frame);
+        // Stored straight into the frame: reading the value back into a
+        // register first would stall on the stmxcsr store (x86_64).
+        ugreen_internal_fp_control(sp);
         (*ctx).sp = sp.cast();
     }
 }

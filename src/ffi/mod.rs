@@ -253,7 +253,8 @@ pub unsafe extern "C" fn ugreen_stack_set_label(
 ///
 /// # Safety
 /// `ctx` is valid for writes and does not move while suspended; `stack`
-/// outlives the context; `link` is NULL or a context that is suspended
+/// outlives the context, and no other thread makes a context on it at the
+/// same time; `link` is NULL or a context that is suspended
 /// whenever `entry` returns; `entry` must not unwind (C++ exceptions,
 /// longjmp out of it).
 #[no_mangle]

@@ -1,0 +1,815 @@
+//! Switch latency of ugreen against glibc's `swapcontext`, measured in one
+//! process so the ratios compare like with like.
+//!
+//! ```text
+//! cargo run --release --example latency [-- [--batches N] [--no-c]]
+//! ```
+//!
+//! Every case runs in short batches (~1 ms), and the batches of all cases
+//! are interleaved round by round, so every case sees the same machine.
+//! Printed per case: the median of the batches and their fastest decile
+//! (p10, the speed when nothing competes for the core); per ratio: the
+//! ratio of the medians, of the p10s, and the median of per-round ratios.
+//!
+//! Measured:
+//!
+//! * one-way switch, ping-pong between two contexts, at call depth 0 (the
+//!   loops call the switch directly) and depth 1 (each side calls one extra
+//!   non-inlined function that calls the switch):
+//!   - `ugreen_context_swap`, the assembly routine, called through its C symbol;
+//!   - the safe API: `Coroutine::resume` / `Yielder::suspend`;
+//!   - glibc `swapcontext` on a preallocated stack.
+//! * creation: make a context on a reused stack, enter it, and let its entry
+//!   function return to the maker (`RawContext::make` + swap, and
+//!   `Coroutine::on_stack` + `resume`) against `getcontext` + `makecontext` +
+//!   `swapcontext` (returning through `uc_link`).
+//!
+//! Then, when a C compiler, `include/ugreen.h` and `libugreen.a` are at hand
+//! and the program runs natively, it builds and runs `examples/c/latency.c`:
+//! the same ping-pong with `ugreen_context_swap` called from C through the
+//! header, against `swapcontext` in that process.
+
+use std::ffi::c_void;
+use std::hint::black_box;
+use std::mem::MaybeUninit;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::ptr::{self, addr_of_mut};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::time::Instant;
+
+use ugreen::{Coroutine, CoroutineResult, RawContext, Stack};
+
+extern "C" {
+    /// The switch through its exported C symbol, as C calls it: the
+    /// assembly routine itself (with the `ucontext` or `asan` feature, the
+    /// library's wrapper exported under the same name).
+    fn ugreen_context_swap(from: *mut RawContext, to: *mut RawContext);
+}
+
+/// Usable pages of every stack used here.
+const STACK_PAGES: usize = 16;
+
+// ------------------------------------------------------------- statistics
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// One measured case: its batches' ns per operation.
+struct Case {
+    name: &'static str,
+    /// Operations per batch.
+    ops: u64,
+    /// Runs one batch of `ops` operations, returns elapsed ns.
+    run: Box<dyn FnMut(u64) -> f64>,
+    samples: Vec<f64>,
+}
+
+impl Case {
+    fn new(name: &'static str, ops: u64, run: Box<dyn FnMut(u64) -> f64>) -> Case {
+        Case {
+            name,
+            ops,
+            run,
+            samples: Vec::new(),
+        }
+    }
+
+    fn batch(&mut self) {
+        let ns = (self.run)(self.ops);
+        self.samples.push(ns / self.ops as f64);
+    }
+
+    fn median(&self) -> f64 {
+        median(&mut self.samples.clone())
+    }
+
+    /// The fastest decile's boundary: the speed when nothing else
+    /// competes for the core (robust against preempted or slowed batches).
+    fn p10(&self) -> f64 {
+        let mut s = self.samples.clone();
+        s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        s[s.len() / 10]
+    }
+}
+
+fn time(f: impl FnOnce()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_nanos() as f64
+}
+
+/// Prevents the compiler from turning the preceding call into a tail call,
+/// so a depth-1 helper really is one call level.
+#[inline(always)]
+fn no_tail_call() {
+    // SAFETY: an empty assembly statement.
+    unsafe { core::arch::asm!("", options(nomem, nostack, preserves_flags)) };
+}
+
+// ------------------------------------------- ugreen_context_swap (C symbol)
+
+/// Two contexts ping-ponging: the main side and the green side.
+struct AsmPing {
+    main: RawContext,
+    green: RawContext,
+    stop: bool,
+}
+
+#[inline(never)]
+unsafe fn asm_swap_depth1(from: *mut RawContext, to: *mut RawContext) {
+    // SAFETY: forwarded.
+    unsafe { ugreen_context_swap(from, to) };
+    no_tail_call();
+}
+
+unsafe extern "C" fn asm_green_depth0(arg: *mut c_void, _transfer: usize) {
+    let p = arg.cast::<AsmPing>();
+    // SAFETY: `p` outlives the context; `main` is suspended whenever this runs.
+    unsafe {
+        loop {
+            ugreen_context_swap(addr_of_mut!((*p).green), addr_of_mut!((*p).main));
+            if ptr::read_volatile(addr_of_mut!((*p).stop)) {
+                return;
+            }
+        }
+    }
+}
+
+unsafe extern "C" fn asm_green_depth1(arg: *mut c_void, _transfer: usize) {
+    let p = arg.cast::<AsmPing>();
+    // SAFETY: as above.
+    unsafe {
+        loop {
+            asm_swap_depth1(addr_of_mut!((*p).green), addr_of_mut!((*p).main));
+            if ptr::read_volatile(addr_of_mut!((*p).stop)) {
+                return;
+            }
+        }
+    }
+}
+
+/// A ping-pong pair on its own stack; `run(n)` does `n` one-way switches.
+struct AsmPair {
+    stack: Stack,
+    p: Box<AsmPing>,
+    depth: u32,
+}
+
+impl AsmPair {
+    fn new(depth: u32) -> AsmPair {
+        let stack = Stack::new(STACK_PAGES).expect("stack");
+        let mut p = Box::new(AsmPing {
+            main: RawContext::new(),
+            green: RawContext::new(),
+            stop: false,
+        });
+        let entry = if depth == 0 {
+            asm_green_depth0
+        } else {
+            asm_green_depth1
+        };
+        let pp: *mut AsmPing = &mut *p;
+        // SAFETY: `p` and `stack` live as long as the pair; the link is
+        // `main`, suspended whenever the green side runs.
+        unsafe {
+            RawContext::make(
+                addr_of_mut!((*pp).green),
+                &stack,
+                entry,
+                pp.cast(),
+                addr_of_mut!((*pp).main),
+            )
+            .expect("make");
+            // First entry: the green side starts and switches straight back.
+            ugreen_context_swap(addr_of_mut!((*pp).main), addr_of_mut!((*pp).green));
+        }
+        AsmPair { stack, p, depth }
+    }
+
+    /// `n` one-way switches (`n / 2` round trips).
+    fn run(&mut self, n: u64) -> f64 {
+        let p: *mut AsmPing = &mut *self.p;
+        let rounds = n / 2;
+        // SAFETY: the green side is suspended in `green` between batches.
+        unsafe {
+            let (main, green) = (addr_of_mut!((*p).main), addr_of_mut!((*p).green));
+            if self.depth == 0 {
+                time(|| {
+                    for _ in 0..rounds {
+                        ugreen_context_swap(main, green);
+                    }
+                })
+            } else {
+                time(|| {
+                    for _ in 0..rounds {
+                        asm_swap_depth1(main, green);
+                    }
+                })
+            }
+        }
+    }
+}
+
+impl Drop for AsmPair {
+    fn drop(&mut self) {
+        let p: *mut AsmPing = &mut *self.p;
+        // SAFETY: the green side sees `stop`, returns, and its link resumes us.
+        unsafe {
+            (*p).stop = true;
+            ugreen_context_swap(addr_of_mut!((*p).main), addr_of_mut!((*p).green));
+        }
+        assert!(!self.stack.is_in_use());
+    }
+}
+
+// --------------------------------------------------------------- Coroutine
+
+#[inline(never)]
+fn resume_depth1(co: &mut Coroutine<'static, (), (), ()>) -> CoroutineResult<(), ()> {
+    let r = co.resume(());
+    no_tail_call();
+    r
+}
+
+#[inline(never)]
+fn suspend_depth1(y: &ugreen::Yielder<(), ()>) {
+    y.suspend(());
+    no_tail_call();
+}
+
+/// A coroutine that suspends forever; `run(n)` does `n` one-way switches.
+fn coroutine_case(depth: u32) -> Box<dyn FnMut(u64) -> f64> {
+    let stack = Stack::new(STACK_PAGES).expect("stack");
+    let mut co: Coroutine<'static, (), (), ()> = if depth == 0 {
+        Coroutine::new(stack, |y, ()| loop {
+            y.suspend(());
+        })
+    } else {
+        Coroutine::new(stack, |y, ()| loop {
+            suspend_depth1(y);
+        })
+    };
+    Box::new(move |n| {
+        let rounds = n / 2;
+        if depth == 0 {
+            time(|| {
+                for _ in 0..rounds {
+                    black_box(co.resume(()));
+                }
+            })
+        } else {
+            time(|| {
+                for _ in 0..rounds {
+                    black_box(resume_depth1(&mut co));
+                }
+            })
+        }
+    })
+}
+
+// ------------------------------------------------------------ swapcontext
+
+struct UcPing {
+    main: libc::ucontext_t,
+    green: libc::ucontext_t,
+    stop: bool,
+    depth: u32,
+}
+
+/// The pair the green side of a swapcontext ping-pong belongs to (makecontext
+/// passes only `int` arguments portably).
+static UC_CURRENT: AtomicPtr<UcPing> = AtomicPtr::new(ptr::null_mut());
+
+#[inline(never)]
+unsafe fn uc_swap_depth1(from: *mut libc::ucontext_t, to: *const libc::ucontext_t) {
+    // SAFETY: forwarded.
+    unsafe { libc::swapcontext(from, to) };
+    no_tail_call();
+}
+
+extern "C" fn uc_green() {
+    let p = UC_CURRENT.load(Ordering::Relaxed);
+    // SAFETY: `p` is the pair being run; `main` holds the suspended main side.
+    unsafe {
+        let (green, main) = (addr_of_mut!((*p).green), addr_of_mut!((*p).main));
+        if (*p).depth == 0 {
+            loop {
+                libc::swapcontext(green, main);
+                if ptr::read_volatile(addr_of_mut!((*p).stop)) {
+                    return;
+                }
+            }
+        } else {
+            loop {
+                uc_swap_depth1(green, main);
+                if ptr::read_volatile(addr_of_mut!((*p).stop)) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+struct UcPair {
+    _stack: Stack,
+    p: Box<UcPing>,
+}
+
+impl UcPair {
+    fn new(depth: u32) -> UcPair {
+        let stack = Stack::new(STACK_PAGES).expect("stack");
+        // SAFETY: ucontext_t is plain data; all-zero is a valid bit pattern.
+        let mut p = Box::new(UcPing {
+            main: unsafe { MaybeUninit::zeroed().assume_init() },
+            green: unsafe { MaybeUninit::zeroed().assume_init() },
+            stop: false,
+            depth,
+        });
+        let pp: *mut UcPing = &mut *p;
+        // SAFETY: the stack and the pair outlive the context; uc_link is the
+        // main context, saved by the swapcontext that enters the green one.
+        unsafe {
+            let green = addr_of_mut!((*pp).green);
+            assert_eq!(libc::getcontext(green), 0);
+            (*green).uc_stack.ss_sp = stack.bottom().cast();
+            (*green).uc_stack.ss_size = stack.size();
+            (*green).uc_link = addr_of_mut!((*pp).main);
+            libc::makecontext(green, uc_green, 0);
+            UC_CURRENT.store(pp, Ordering::Relaxed);
+            assert_eq!(libc::swapcontext(addr_of_mut!((*pp).main), green), 0);
+        }
+        UcPair { _stack: stack, p }
+    }
+
+    fn run(&mut self, n: u64) -> f64 {
+        let p: *mut UcPing = &mut *self.p;
+        let rounds = n / 2;
+        // SAFETY: the green side is suspended in `green` between batches.
+        unsafe {
+            let (main, green) = (addr_of_mut!((*p).main), addr_of_mut!((*p).green));
+            if (*p).depth == 0 {
+                time(|| {
+                    for _ in 0..rounds {
+                        libc::swapcontext(main, green);
+                    }
+                })
+            } else {
+                time(|| {
+                    for _ in 0..rounds {
+                        uc_swap_depth1(main, green);
+                    }
+                })
+            }
+        }
+    }
+}
+
+impl Drop for UcPair {
+    fn drop(&mut self) {
+        let p: *mut UcPing = &mut *self.p;
+        // SAFETY: the green side sees `stop`, returns, and uc_link resumes us.
+        unsafe {
+            (*p).stop = true;
+            UC_CURRENT.store(p, Ordering::Relaxed);
+            libc::swapcontext(addr_of_mut!((*p).main), addr_of_mut!((*p).green));
+        }
+    }
+}
+
+// --------------------------------------------------------------- creation
+
+unsafe extern "C" fn return_at_once(_arg: *mut c_void, _transfer: usize) {}
+
+/// `RawContext::make` + `ugreen_context_swap` into it + return through the
+/// link, on one reused stack.
+fn create_raw_case() -> Box<dyn FnMut(u64) -> f64> {
+    let stack = Stack::new(STACK_PAGES).expect("stack");
+    let mut main = Box::new(RawContext::new());
+    let mut green = Box::new(RawContext::new());
+    Box::new(move |n| {
+        let (m, g): (*mut RawContext, *mut RawContext) = (&mut *main, &mut *green);
+        time(|| {
+            for _ in 0..n {
+                // SAFETY: the previous context on `stack` finished, so make
+                // succeeds; its link `m` is suspended by the swap.
+                unsafe {
+                    RawContext::make(g, &stack, return_at_once, ptr::null_mut(), m).expect("make");
+                    ugreen_context_swap(m, g);
+                }
+            }
+        })
+    })
+}
+
+/// `Coroutine::on_stack` + `resume` to completion, on one reused stack.
+fn create_coroutine_case() -> Box<dyn FnMut(u64) -> f64> {
+    let mut stack = Stack::new(STACK_PAGES).expect("stack");
+    Box::new(move |n| {
+        time(|| {
+            for _ in 0..n {
+                let mut co: Coroutine<u32, (), u32> =
+                    Coroutine::on_stack(&mut stack, |_, x: u32| x + 1);
+                black_box(co.resume(black_box(1)));
+            }
+        })
+    })
+}
+
+extern "C" fn uc_return_at_once() {}
+
+/// `getcontext` + `makecontext` + `swapcontext`, returning through `uc_link`,
+/// on one preallocated stack.
+fn create_uc_case() -> Box<dyn FnMut(u64) -> f64> {
+    let stack = Stack::new(STACK_PAGES).expect("stack");
+    // SAFETY: ucontext_t is plain data; all-zero is a valid bit pattern.
+    let mut main: Box<libc::ucontext_t> = Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
+    let mut green: Box<libc::ucontext_t> = Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
+    Box::new(move |n| {
+        let (m, g): (*mut libc::ucontext_t, *mut libc::ucontext_t) = (&mut *main, &mut *green);
+        let (bottom, size) = (stack.bottom(), stack.size());
+        time(|| {
+            for _ in 0..n {
+                // SAFETY: the stack is free (the previous context returned);
+                // uc_link `m` is saved by the swapcontext below.
+                unsafe {
+                    libc::getcontext(g);
+                    (*g).uc_stack.ss_sp = bottom.cast();
+                    (*g).uc_stack.ss_size = size;
+                    (*g).uc_link = m;
+                    libc::makecontext(g, uc_return_at_once, 0);
+                    libc::swapcontext(m, g);
+                }
+            }
+        })
+    })
+}
+
+// ---------------------------------------------------------------- machine
+
+fn cpu_model() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    for key in ["model name", "Model Name", "Hardware", "CPU part"] {
+        for line in info.lines() {
+            if let Some((k, v)) = line.split_once(':') {
+                if k.trim() == key && !v.trim().is_empty() {
+                    return v.trim().to_string();
+                }
+            }
+        }
+    }
+    "unknown".to_string()
+}
+
+fn uname() -> (String, String) {
+    // SAFETY: utsname is plain data; uname fills it.
+    let mut u: libc::utsname = unsafe { MaybeUninit::zeroed().assume_init() };
+    // SAFETY: `u` is valid for writes.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return ("?".into(), "?".into());
+    }
+    let field = |f: &[libc::c_char]| {
+        let bytes: Vec<u8> = f
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    (
+        format!("{} {}", field(&u.sysname), field(&u.release)),
+        field(&u.machine),
+    )
+}
+
+fn glibc_version() -> String {
+    extern "C" {
+        fn gnu_get_libc_version() -> *const libc::c_char;
+    }
+    // SAFETY: returns a static NUL-terminated string.
+    unsafe { std::ffi::CStr::from_ptr(gnu_get_libc_version()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Whether the program runs under user-mode emulation (qemu-user): the
+/// kernel's /proc/cpuinfo then describes a CPU of another architecture.
+/// `UGREEN_EMULATED=0/1` overrides the guess.
+fn emulated() -> bool {
+    if let Ok(v) = std::env::var("UGREEN_EMULATED") {
+        return v == "1";
+    }
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let x86_cpu = info.contains("vendor_id")
+        || info.contains("GenuineIntel")
+        || info.contains("AuthenticAMD");
+    let x86_build = cfg!(any(target_arch = "x86_64", target_arch = "x86"));
+    x86_cpu != x86_build
+}
+
+// --------------------------------------------------------------------- C
+
+/// `libugreen.a` built with this program's features and profile: runs
+/// `cargo build --lib` into the same target directory (a no-op but for
+/// copying the archive to `<profile>/libugreen.a` when the library is
+/// already built, as it is for this example).
+fn static_lib(profile_dir: &Path) -> Option<PathBuf> {
+    let target_dir = profile_dir.parent()?;
+    let profile = profile_dir.file_name()?.to_str()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "--lib", "--manifest-path"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir);
+    match profile {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    let mut features = Vec::new();
+    if cfg!(feature = "ucontext") {
+        features.push("ucontext");
+    }
+    if cfg!(feature = "asan") {
+        features.push("asan");
+    }
+    if !features.is_empty() {
+        cmd.arg("--features").arg(features.join(","));
+    }
+    match cmd.status() {
+        Ok(s) if s.success() => Some(profile_dir.join("libugreen.a")),
+        _ => None,
+    }
+}
+
+/// Builds and runs examples/c/latency.c when everything it needs is there.
+fn run_c_program(batches: usize) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let header = root.join("include/ugreen.h");
+    let source = root.join("examples/c/latency.c");
+    // target/<profile>/examples/latency -> target/<profile>/libugreen.a
+    let exe = std::env::current_exe().unwrap_or_default();
+    let profile_dir: Option<PathBuf> = exe.parent().and_then(Path::parent).map(Path::to_path_buf);
+    let Some(profile_dir) = profile_dir else {
+        return;
+    };
+    println!();
+    if emulated() || !cfg!(target_os = "linux") {
+        println!("C caller: skipped under emulation; run scripts/c-latency.sh --target <triple>");
+        return;
+    }
+    let Some(lib) = static_lib(&profile_dir) else {
+        println!("C caller: skipped, `cargo build --lib` failed");
+        return;
+    };
+    for (what, path) in [("header", &header), ("library", &lib), ("source", &source)] {
+        if !path.exists() {
+            println!("C caller: skipped, no {what} at {}", path.display());
+            return;
+        }
+    }
+    let out = profile_dir.join("examples/latency_c");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(&cc)
+        .args(["-O2", "-std=c11", "-Wall", "-Wextra"])
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(&source)
+        .arg(&lib)
+        .args([
+            "-lgcc_s",
+            "-lutil",
+            "-lrt",
+            "-lpthread",
+            "-lm",
+            "-ldl",
+            "-lc",
+            "-o",
+        ])
+        .arg(&out)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => {
+            println!("C caller: `{cc}` failed ({s}); skipped");
+            return;
+        }
+        Err(e) => {
+            println!("C caller: cannot run `{cc}` ({e}); skipped");
+            return;
+        }
+    }
+    println!("C caller ({}, built with `{cc} -O2`):", out.display());
+    match Command::new(&out).arg(batches.to_string()).status() {
+        Ok(s) if s.success() => {}
+        Ok(s) => println!("C caller exited with {s}"),
+        Err(e) => println!("C caller: cannot run ({e})"),
+    }
+}
+
+// -------------------------------------------------------------------- main
+
+fn main() {
+    let mut batches = 101usize;
+    let mut with_c = true;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--batches" => {
+                batches = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--batches N")
+            }
+            "--no-c" => with_c = false,
+            "-h" | "--help" => {
+                println!("usage: latency [--batches N] [--no-c]");
+                return;
+            }
+            other => panic!("unknown argument {other:?}"),
+        }
+    }
+    let batches = batches.max(3);
+
+    let (kernel, machine) = uname();
+    println!(
+        "ugreen {} latency: one process, median and fastest decile (p10) of {batches} interleaved batches",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!(
+        "machine: {}{} | {} (uname: {machine}) | {kernel} | glibc {} | backend {}{}",
+        cpu_model(),
+        if emulated() { " (host CPU)" } else { "" },
+        std::env::consts::ARCH,
+        glibc_version(),
+        ugreen::BACKEND,
+        if emulated() {
+            " | EMULATED (qemu-user): only ratios mean anything"
+        } else {
+            ""
+        },
+    );
+    println!(
+        "load average: {} | cpus online: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+
+    // Operations per batch: a batch takes roughly 0.5-2 ms natively, short
+    // enough that most batches run without being preempted on a busy
+    // machine, so the median is the uninterrupted speed.
+    let fast = 200_000u64; // one-way switches of the fast routines
+    let slow = 8_000u64; // one-way switches of swapcontext
+    let emul = emulated();
+    let scale = |n: u64| if emul { n / 5 } else { n };
+
+    let mut asm0 = AsmPair::new(0);
+    let mut asm1 = AsmPair::new(1);
+    let mut uc0 = UcPair::new(0);
+    let mut uc1 = UcPair::new(1);
+
+    // SAFETY (all closures below): the pairs outlive the cases (dropped at the
+    // end of main, after the cases).
+    let (a0, a1): (*mut AsmPair, *mut AsmPair) = (&mut asm0, &mut asm1);
+    let (u0, u1): (*mut UcPair, *mut UcPair) = (&mut uc0, &mut uc1);
+    let mut cases = vec![
+        Case::new(
+            "asm0",
+            scale(fast),
+            Box::new(move |n| unsafe { (*a0).run(n) }),
+        ),
+        Case::new(
+            "asm1",
+            scale(fast),
+            Box::new(move |n| unsafe { (*a1).run(n) }),
+        ),
+        Case::new("co0", scale(fast), coroutine_case(0)),
+        Case::new("co1", scale(fast), coroutine_case(1)),
+        Case::new(
+            "uc0",
+            scale(slow),
+            Box::new(move |n| unsafe { (*u0).run(n) }),
+        ),
+        Case::new(
+            "uc1",
+            scale(slow),
+            Box::new(move |n| unsafe { (*u1).run(n) }),
+        ),
+        Case::new("mk_raw", scale(fast / 4), create_raw_case()),
+        Case::new("mk_co", scale(fast / 4), create_coroutine_case()),
+        Case::new("mk_uc", scale(slow / 4), create_uc_case()),
+    ];
+
+    // Warm-up batch (discarded), then the measured ones, interleaved.
+    for c in cases.iter_mut() {
+        c.batch();
+        c.samples.clear();
+    }
+    let started = Instant::now();
+    for _ in 0..batches {
+        for c in cases.iter_mut() {
+            c.batch();
+        }
+    }
+    let elapsed = started.elapsed();
+
+    let get = |name: &str| cases.iter().find(|c| c.name == name).expect("case");
+    let m = |name: &str| get(name).median();
+    let p10 = |name: &str| get(name).p10();
+
+    println!();
+    println!("one-way switch, ns                                  depth 0: median    p10   depth 1: median    p10");
+    let row = |label: &str, n0: &str, n1: &str| {
+        println!(
+            "  {label:<44} {:>14.2} {:>7.2} {:>15.2} {:>7.2}",
+            m(n0),
+            p10(n0),
+            m(n1),
+            p10(n1)
+        );
+    };
+    // Three views of a ratio: of the medians, of the fastest deciles, and
+    // the median of per-round ratios (the two batches of one round ran
+    // milliseconds apart, so they saw the same load on a shared machine).
+    let paired = |base: &str, n: &str| {
+        let (b, c) = (&get(base).samples, &get(n).samples);
+        let mut r: Vec<f64> = b.iter().zip(c).map(|(x, y)| x / y).collect();
+        median(&mut r)
+    };
+    let ratio = |label: &str, base0: &str, n0: &str, base1: &str, n1: &str| {
+        println!(
+            "  {label:<44} {:>13.1}x {:>6.1}x {:>14.1}x {:>6.1}x",
+            m(base0) / m(n0),
+            p10(base0) / p10(n0),
+            m(base1) / m(n1),
+            p10(base1) / p10(n1)
+        );
+        println!(
+            "  {:<44} {:>13.1}x {:>7} {:>14.1}x",
+            "  paired (median of per-round ratios)",
+            paired(base0, n0),
+            "",
+            paired(base1, n1)
+        );
+    };
+    row("ugreen_context_swap (C symbol)", "asm0", "asm1");
+    row("ugreen Coroutine resume/suspend", "co0", "co1");
+    row("glibc swapcontext", "uc0", "uc1");
+    ratio(
+        "ratio swapcontext / ugreen_context_swap",
+        "uc0",
+        "asm0",
+        "uc1",
+        "asm1",
+    );
+    ratio("ratio swapcontext / Coroutine", "uc0", "co0", "uc1", "co1");
+
+    println!();
+    println!("creation on a reused stack (make + first enter + finish), ns      median    p10");
+    let row1 = |label: &str, n: &str| println!("  {label:<60} {:>10.2} {:>7.2}", m(n), p10(n));
+    let ratio1 = |label: &str, base: &str, n: &str| {
+        println!(
+            "  {label:<60} {:>9.1}x {:>6.1}x",
+            m(base) / m(n),
+            p10(base) / p10(n)
+        );
+        println!(
+            "  {:<60} {:>9.1}x",
+            "  paired (median of per-round ratios)",
+            paired(base, n)
+        );
+    };
+    row1("ugreen RawContext::make + ugreen_context_swap", "mk_raw");
+    row1("ugreen Coroutine::on_stack + resume", "mk_co");
+    row1("getcontext + makecontext + swapcontext", "mk_uc");
+    ratio1("ratio glibc / ugreen raw", "mk_uc", "mk_raw");
+    ratio1("ratio glibc / ugreen Coroutine", "mk_uc", "mk_co");
+    println!();
+    println!("measured in {:.1} s", elapsed.as_secs_f64());
+
+    drop(cases);
+    drop((asm0, asm1, uc0, uc1));
+
+    if with_c {
+        run_c_program(batches);
+    }
+}
