@@ -11,11 +11,13 @@
 #                        this plugin as an external plugin, built with
 #                        `uwsgi-base --build-plugin`, linked with libugreen.a of
 #                        BACKEND (asm: target/release, ucontext: target/ucontext)
-# The uWSGI sdist is fetched once with pip into target/uwsgi-cache/. uWSGI's own
-# files are not modified: each build extracts a fresh tree and adds a build profile
-# to its buildconf/.
+# The uWSGI sdist is fetched once with pip into target/uwsgi-cache/ and extracted
+# into target/uwsgi/src-*/ (kept between builds: only what changed is rebuilt).
+# uWSGI's own files are not modified: a build profile is added to buildconf/.
+# --backend asm (default) builds the asm plugin; ucontext and all build both.
 #
 # Environment: PYTHON (default python3) is the Python that uWSGI embeds;
+# UGREEN_UWSGI_OUT replaces target/uwsgi (e.g. one directory per Python version);
 # UGREEN_SKIP_CARGO=1 uses existing libugreen.a archives; UGREEN_FORCE_EMBED_ALIAS=1
 # embeds the plugin under another key, as is done where uwsgiconfig.py would skip
 # a plugin named "ugreen" (no usable ucontext).
@@ -24,7 +26,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 UWSGI_VERSION=2.0.31
 CACHE="$REPO/target/uwsgi-cache"
-OUT="$REPO/target/uwsgi"
+OUT="${UGREEN_UWSGI_OUT:-$REPO/target/uwsgi}"
 PLUGIN_SRC="$REPO/uwsgi/ugreen"
 export PYTHON="${PYTHON:-python3}"
 BACKEND=asm
@@ -33,7 +35,7 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--backend) BACKEND="$2"; shift 2 ;;
 	--backend=*) BACKEND="${1#--backend=}"; shift ;;
-	-h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
 	*) echo "build.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -73,9 +75,14 @@ if [ ! -s "$TARBALL" ]; then
 	"$PYTHON" -m pip download --no-binary :all: --no-deps --dest "$CACHE" "uwsgi==$UWSGI_VERSION"
 fi
 
-# newest modification time of the given files (0 when none exist)
-newest() { local t=0 f m; for f in "$@"; do [ -e "$f" ] || continue; m=$(stat -c %Y "$f"); [ "$m" -gt "$t" ] && t=$m; done; echo "$t"; }
 mtime() { [ -e "$1" ] && stat -c %Y "$1" || echo 0; }
+# true when TARGET is missing or older than one of DEPS
+stale() { # target deps...
+	local target="$1"
+	shift
+	[ -e "$target" ] || return 0
+	[ -n "$(find "$@" -newer "$target" -print -quit 2>/dev/null)" ]
+}
 
 # writes buildconf/PROFILE.ini: base.ini's embedded plugins, with "ugreen" replaced by
 # KEY=DIR (or dropped when KEY is empty), the python plugin as main plugin
@@ -95,9 +102,15 @@ for item in cp.get('uwsgi', 'embedded_plugins').split(','):
             out.append('%s=%s' % (key, plugdir))
         continue
     out.append(item)
-with open('%s/buildconf/%s.ini' % (tree, profile), 'w') as f:
-    f.write('[uwsgi]\ninherit = base\nmain_plugin = python\nbin_name = uwsgi\n')
-    f.write('embedded_plugins = %s\n' % ', '.join(out))
+text = '[uwsgi]\ninherit = base\nmain_plugin = python\nbin_name = uwsgi\nembedded_plugins = %s\n' % ', '.join(out)
+path = '%s/buildconf/%s.ini' % (tree, profile)
+try:
+    old = open(path).read()
+except OSError:
+    old = None
+if old != text:  # rewriting it would make uwsgiconfig.py rebuild every object
+    with open(path, 'w') as f:
+        f.write(text)
 PYEOF
 }
 
@@ -110,7 +123,7 @@ fresh_tree() { # dir
 
 # 3. uWSGI without any ugreen plugin (runs the external plugin)
 BASE_BIN="$OUT/bin/uwsgi-base"
-if [ ! -x "$BASE_BIN" ] || [ "$(mtime "$TARBALL")" -gt "$(mtime "$BASE_BIN")" ]; then
+if stale "$BASE_BIN" "$TARBALL"; then
 	log "building uWSGI $UWSGI_VERSION without ugreen -> $BASE_BIN"
 	tree="$(fresh_tree "$OUT/src-base")"
 	write_profile "$tree" ugreen-base "" ""
@@ -122,11 +135,17 @@ fi
 # 4. uWSGI with this plugin embedded (asm backend)
 EMB_BIN="$OUT/bin/uwsgi-ugreen"
 LIB_ASM="$(lib_of asm)"
-deps=$(newest "$LIB_ASM" "$UGREEN_INCLUDE/ugreen.h" "$PLUGIN_SRC"/* "$TARBALL" "$0")
-if [ ! -x "$EMB_BIN" ] || [ "$deps" -gt "$(mtime "$EMB_BIN")" ]; then
+if stale "$EMB_BIN" "$LIB_ASM" "$UGREEN_INCLUDE/ugreen.h" "$PLUGIN_SRC" "$TARBALL" "$0"; then
 	log "building uWSGI $UWSGI_VERSION with the ugreen plugin embedded -> $EMB_BIN"
-	tree="$(fresh_tree "$OUT/src-embedded")"
+	tree="$OUT/src-embedded/uwsgi-$UWSGI_VERSION"
+	# the extracted tree is reused (only changed objects are rebuilt) unless the sdist changed
+	if [ ! -f "$OUT/src-embedded/.extracted" ] || [ "$(mtime "$TARBALL")" -gt "$(mtime "$OUT/src-embedded/.extracted")" ]; then
+		tree="$(fresh_tree "$OUT/src-embedded")"
+		touch "$OUT/src-embedded/.extracted"
+	fi
+	rm -rf "$tree/ugreen-libugreen"
 	cp -r "$PLUGIN_SRC" "$tree/ugreen-libugreen"
+	rm -f "$tree/uwsgi"
 	key=ugreen
 	write_profile "$tree" ugreen-embedded "$key" "$tree/ugreen-libugreen"
 	# uwsgiconfig.py leaves a plugin keyed "ugreen" undeclared where ucontext is
@@ -149,8 +168,7 @@ build_so() { # backend
 	local b="$1" lib dir
 	lib="$(lib_of "$b")"
 	dir="$OUT/plugins/$b"
-	deps=$(newest "$lib" "$UGREEN_INCLUDE/ugreen.h" "$PLUGIN_SRC"/* "$BASE_BIN" "$0")
-	if [ -f "$dir/ugreen_plugin.so" ] && [ "$deps" -le "$(mtime "$dir/ugreen_plugin.so")" ]; then
+	if ! stale "$dir/ugreen_plugin.so" "$lib" "$UGREEN_INCLUDE/ugreen.h" "$PLUGIN_SRC" "$BASE_BIN" "$0"; then
 		return 0
 	fi
 	log "building ugreen_plugin.so ($b backend) with uwsgi-base --build-plugin -> $dir"

@@ -83,6 +83,7 @@ static void ug_schedule_to_req(void) {
 		wsgi_req->suspended = 1;
 	}
 
+	ugreen_py_main_take();
 	if (rp->suspend)
 		rp->suspend(NULL);
 
@@ -90,6 +91,7 @@ static void ug_schedule_to_req(void) {
 
 	if (rp->resume)
 		rp->resume(NULL);
+	ugreen_py_main_release();
 }
 
 /* core -> main */
@@ -97,15 +99,17 @@ static void ug_schedule_to_main(struct wsgi_request *wsgi_req) {
 	struct ug_core *core = &ug.cores[wsgi_req->async_id];
 	struct uwsgi_plugin *rp = uwsgi.p[wsgi_req->uh->modifier1];
 
+	ugreen_py_core_hold(core->id);
 	if (rp->suspend)
 		rp->suspend(wsgi_req);
-
 	ugreen_py_leave(core->id);
-	ugreen_context_swap(&core->ctx, &ug.main_ctx);
-	ugreen_py_enter(core->id);
 
+	ugreen_context_swap(&core->ctx, &ug.main_ctx);
+
+	ugreen_py_enter(core->id);
 	if (rp->resume)
 		rp->resume(wsgi_req);
+	ugreen_py_core_release(core->id);
 
 	uwsgi.wsgi_req = wsgi_req;
 }
@@ -130,7 +134,7 @@ static int ug_init(void) {
 		exit(1);
 	}
 
-	size_t pages = ug.stack_pages > 0 ? (size_t) ug.stack_pages : (UGREEN_DEFAULT_STACK_BYTES + uwsgi.page_size - 1) / uwsgi.page_size;
+	size_t pages = ug.stack_pages > 0 ? (size_t) ug.stack_pages : ((size_t) UGREEN_DEFAULT_STACK_BYTES + (size_t) uwsgi.page_size - 1) / (size_t) uwsgi.page_size;
 
 	ug.ncores = uwsgi.async;
 	ug.cores = uwsgi_calloc(sizeof(struct ug_core) * ug.ncores);
@@ -153,6 +157,12 @@ static int ug_init(void) {
 
 	/* uWSGI installed its SIGSEGV handler in uwsgi_setup(): the overflow handler
 	   reports an overflow of a core's stack, then chains to it */
+	char advice[160];
+	snprintf(advice, sizeof(advice), "raise --ugreen-stacksize (in pages of %d bytes, now %lu) and restart uWSGI",
+		uwsgi.page_size, (unsigned long) pages);
+	r = ugreen_overflow_set_advice(advice);
+	if (r != UGREEN_RESULT_OK)
+		ug_fatal("unable to set the stack overflow advice", r);
 	r = ugreen_overflow_handler_install();
 	if (r != UGREEN_RESULT_OK)
 		ug_fatal("unable to install the stack overflow handler", r);

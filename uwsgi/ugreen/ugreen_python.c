@@ -21,7 +21,7 @@
  *    Each core gets its own copy of these fields, fresh for every request (the
  *    core's green thread is re-made per request, so nothing survives from the
  *    previous one): an empty data stack (the core's root chunk is kept and reused),
- *    an empty exception chain and a copy of the worker's context. The frame
+ *    an empty exception chain and an empty contextvars context. The frame
  *    pointer (cframe/current_frame) and the recursion counters are saved and
  *    restored by the python plugin's own suspend/resume hooks, which the switch
  *    code calls too.
@@ -41,7 +41,7 @@
 #include <Python.h>
 
 #if PY_VERSION_HEX < 0x030B0000
-#error "ugreen plugin: CPython < 3.11 is not handled (its frame and exception state differ); build the plugin without Python support"
+#error "ugreen plugin: CPython < 3.11 is not handled (its frame and exception state differ); build the plugin without Python support (UGREEN_PYTHON=0)"
 #elif PY_VERSION_HEX >= 0x030E0000
 #error "ugreen plugin: CPython >= 3.14 is not handled yet: check the thread-state fields kept per core (ugreen_python.c) against this version's cpython/pystate.h"
 #endif
@@ -64,9 +64,7 @@ void uwsgi_log(const char *, ...);
 #pragma weak PyEval_RestoreThread
 #pragma weak PyGILState_GetThisThreadState
 #pragma weak PyThread_get_thread_ident
-#pragma weak PyContext_Copy
 #pragma weak PyObject_GetArenaAllocator
-#pragma weak PyErr_Clear
 #pragma weak _Py_Dealloc
 #if PY_VERSION_HEX >= 0x030D0000
 #pragma weak PyThreadState_GetUnchecked
@@ -97,6 +95,8 @@ struct ug_pycore {
 
 static struct {
 	int on;
+	int main_took;            /* main took the GIL for a switch and must release it */
+	PyThreadState *main_ts;   /* the worker's main-interpreter thread state */
 	int ncores;
 	struct ug_pycore *cores;
 	PyObjectArenaAllocator arena;
@@ -156,7 +156,8 @@ void ugreen_py_setup(int ncores) {
 			PY_MAJOR_VERSION, PY_MINOR_VERSION, v);
 		exit(1);
 	}
-	if (!PyGILState_GetThisThreadState()) {
+	ugpy.main_ts = PyGILState_GetThisThreadState();
+	if (!ugpy.main_ts) {
 		uwsgi_log("[ugreen] CPython is initialized but this thread has no Python thread state\n");
 		exit(1);
 	}
@@ -171,11 +172,31 @@ void ugreen_py_setup(int ncores) {
 	ugpy.on = 1;
 }
 
+void ugreen_py_main_take(void) {
+	if (!ugpy.on)
+		return;
+	PyThreadState *held = ug_held_tstate();
+	if (held) {
+		/* main never runs Python code itself: keep what it holds */
+		ugpy.main_took = 0;
+		return;
+	}
+	PyEval_RestoreThread(ugpy.main_ts);
+	ugpy.main_took = 1;
+}
+
+void ugreen_py_main_release(void) {
+	if (!ugpy.on || !ugpy.main_took)
+		return;
+	ugpy.main_took = 0;
+	PyEval_SaveThread();
+}
+
 void ugreen_py_request_begin(int core) {
 	if (!ugpy.on)
 		return;
 	struct ug_pycore *c = &ugpy.cores[core];
-	c->ts = PyGILState_GetThisThreadState();
+	c->ts = ugpy.main_ts;
 	int took = ug_gil_take(c, core);
 	PyThreadState *ts = c->ts;
 
@@ -197,17 +218,16 @@ void ugreen_py_request_begin(int core) {
 	c->exc_bottom.exc_value = NULL;
 	c->exc_bottom.previous_item = NULL;
 	fresh.exc_info = &c->exc_bottom;
+	/* an empty contextvars context, created by CPython at first use (as for a new
+	   thread or greenlet): nothing set by another request or by the worker leaks in */
 	fresh.context = NULL;
-	if (c->main.context) {
-		fresh.context = PyContext_Copy(c->main.context);
-		if (!fresh.context)
-			PyErr_Clear();
-	}
 	fields_load(ts, &fresh);
 	c->active = 1;
 
-	if (took)
-		PyEval_SaveThread();
+	/* the request handler takes the GIL itself */
+	(void) took;
+	ugpy.main_took = 0;
+	PyEval_SaveThread();
 }
 
 void ugreen_py_request_end(int core) {
@@ -216,7 +236,7 @@ void ugreen_py_request_end(int core) {
 	struct ug_pycore *c = &ugpy.cores[core];
 	if (!c->active)
 		return;
-	int took = ug_gil_take(c, core);
+	ug_gil_take(c, core);
 	PyThreadState *ts = c->ts;
 
 	/* chunks above the root (left only if frames were still live): free them the
@@ -240,9 +260,17 @@ void ugreen_py_request_end(int core) {
 	/* released with main's state installed: finalizers may run Python code */
 	Py_XDECREF(exc);
 	Py_XDECREF(ctx);
+	/* the GIL stays held: main releases it after the python plugin's resume hook */
+	ugpy.main_took = 1;
+}
 
-	if (took)
-		PyEval_SaveThread();
+void ugreen_py_core_hold(int core) {
+	if (!ugpy.on)
+		return;
+	struct ug_pycore *c = &ugpy.cores[core];
+	if (!c->active)
+		return;
+	c->held = !ug_gil_take(c, core);
 }
 
 void ugreen_py_leave(int core) {
@@ -251,12 +279,11 @@ void ugreen_py_leave(int core) {
 	struct ug_pycore *c = &ugpy.cores[core];
 	if (!c->active)
 		return;
-	int took = ug_gil_take(c, core);
 	PyThreadState *ts = c->ts;
-	c->held = !took;
 	fields_save(ts, &c->core);
 	fields_load(ts, &c->main);
-	PyEval_SaveThread();
+	/* the GIL stays held: main releases it after the python plugin's resume hook */
+	ugpy.main_took = 1;
 }
 
 void ugreen_py_enter(int core) {
@@ -266,9 +293,19 @@ void ugreen_py_enter(int core) {
 	if (!c->active)
 		return;
 	PyThreadState *ts = c->ts;
-	PyEval_RestoreThread(ts);
+	if (!ug_held_tstate())
+		PyEval_RestoreThread(ts);
+	ugpy.main_took = 0;
 	fields_save(ts, &c->main);
 	fields_load(ts, &c->core);
+}
+
+void ugreen_py_core_release(int core) {
+	if (!ugpy.on)
+		return;
+	struct ug_pycore *c = &ugpy.cores[core];
+	if (!c->active)
+		return;
 	if (!c->held)
 		PyEval_SaveThread();
 }
@@ -291,9 +328,13 @@ void ugreen_py_setup(int ncores) {
 	}
 }
 
+void ugreen_py_main_take(void) {}
+void ugreen_py_main_release(void) {}
 void ugreen_py_request_begin(int core) { (void) core; }
 void ugreen_py_request_end(int core) { (void) core; }
+void ugreen_py_core_hold(int core) { (void) core; }
 void ugreen_py_leave(int core) { (void) core; }
 void ugreen_py_enter(int core) { (void) core; }
+void ugreen_py_core_release(int core) { (void) core; }
 
 #endif

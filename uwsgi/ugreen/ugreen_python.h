@@ -11,12 +11,31 @@
    it is the version this plugin was compiled for (stops the worker otherwise). */
 UGREEN_PY_HIDDEN void ugreen_py_setup(int ncores);
 
+/*
+ * GIL protocol while CPython runs. Every switch happens with the GIL held by this
+ * thread, so that the python plugin's suspend/resume hooks and the state swap below
+ * cost no GIL round trip of their own:
+ *   main -> core: ugreen_py_main_take(), plugin suspend(NULL), swap; in the core,
+ *                 ugreen_py_request_begin() (new request: releases the GIL, the
+ *                 request handler takes it itself) or ugreen_py_enter(), plugin
+ *                 resume(req), ugreen_py_core_release();
+ *   core -> main: ugreen_py_core_hold(), plugin suspend(req), ugreen_py_leave(),
+ *                 swap (or ugreen_py_request_end() and return through the link);
+ *                 in main, plugin resume(NULL), ugreen_py_main_release().
+ * A core that did not hold the GIL when it suspended gets it back released.
+ */
+UGREEN_PY_HIDDEN void ugreen_py_main_take(void);
+UGREEN_PY_HIDDEN void ugreen_py_main_release(void);
+
 /* On a core's stack, at the start and at the end of one request. */
 UGREEN_PY_HIDDEN void ugreen_py_request_begin(int core);
 UGREEN_PY_HIDDEN void ugreen_py_request_end(int core);
 
-/* On a core's stack, right before it switches to main and right after it is back. */
+/* On a core's stack, before it switches to main ... */
+UGREEN_PY_HIDDEN void ugreen_py_core_hold(int core);
 UGREEN_PY_HIDDEN void ugreen_py_leave(int core);
+/* ... and after it is back. */
 UGREEN_PY_HIDDEN void ugreen_py_enter(int core);
+UGREEN_PY_HIDDEN void ugreen_py_core_release(int core);
 
 #endif
