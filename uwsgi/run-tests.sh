@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# End-to-end tests of the ugreen uWSGI plugin, in one command:
+#   uwsgi/run-tests.sh [-k NAME] [--requests N]
+# Installs missing packages (uwsgi/install-deps.sh), builds libugreen (asm and
+# ucontext backends) and uWSGI (uwsgi/build.sh --backend all), then runs uwsgi/tests/e2e.py against real uWSGI servers on
+# 127.0.0.1. Ends with "N passed, M failed"; exits non-zero on any failure.
+# UGREEN_SKIP_BUILD=1 reuses the binaries under target/uwsgi/.
+set -uo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python3}"
+export PYTHON
+
+need_deps=0
+for tool in wrk gcc; do command -v "$tool" >/dev/null || need_deps=1; done
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_deps=1
+"$PYTHON" -c 'import bottle, psycopg2' 2>/dev/null || need_deps=1
+dpkg-query -W -f='${Status}' libpcre2-dev 2>/dev/null | grep -q "install ok installed" || need_deps=1
+if [ "$need_deps" = 1 ]; then
+	"$REPO/uwsgi/install-deps.sh" || { echo "install-deps.sh failed"; echo "0 passed, 1 failed"; exit 1; }
+fi
+
+if [ "${UGREEN_SKIP_BUILD:-0}" != 1 ]; then
+	"$REPO/uwsgi/build.sh" --backend all || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+fi
+
+# bounded: the suite itself takes about a minute on 2 cores
+timeout -k 10 780 "$PYTHON" "$REPO/uwsgi/tests/e2e.py" "$@"
+rc=$?
+if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+	echo "e2e tests timed out"
+	echo "0 passed, 1 failed"
+fi
+exit $rc

@@ -1,0 +1,561 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the ugreen uWSGI plugin.
+
+Runs real uWSGI servers (built by uwsgi/build.sh) on 127.0.0.1 and drives them with
+concurrent HTTP clients. Prints one PASS/FAIL line per test and finally
+"N passed, M failed"; exits non-zero when anything failed.
+
+    python3 uwsgi/tests/e2e.py [-k NAME] [--requests N]
+"""
+import argparse
+import glob
+import http.client
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.parse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, '..', '..'))
+APPS = os.path.join(HERE, 'apps')
+OUT = os.environ.get('UGREEN_UWSGI_OUT', os.path.join(REPO, 'target', 'uwsgi'))
+UWSGI_EMBEDDED = os.path.join(OUT, 'bin', 'uwsgi-ugreen')
+UWSGI_BASE = os.path.join(OUT, 'bin', 'uwsgi-base')
+PLUGIN_SO = os.environ.get('UGREEN_E2E_PLUGIN', os.path.join(OUT, 'plugins', 'asm', 'ugreen_plugin.so'))
+LOGDIR = os.path.join(OUT, 'test-logs')
+
+
+class TestFailure(Exception):
+    pass
+
+
+class TestSkipped(Exception):
+    pass
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            socket.create_connection(('127.0.0.1', port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def http_get(port, path, timeout=60, method='GET', body=None, headers=None):
+    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode('utf-8', 'replace')
+    finally:
+        conn.close()
+
+
+class Server:
+    """One uWSGI instance in its own process group, logging to a file."""
+
+    def __init__(self, name, binary, args, env=None, plugin=None):
+        self.name = name
+        self.port = free_port()
+        os.makedirs(LOGDIR, exist_ok=True)
+        self.logpath = os.path.join(LOGDIR, '%s.log' % name)
+        cmd = [binary]
+        if plugin:
+            cmd += ['--plugin', plugin]
+        cmd += ['--http-socket', '127.0.0.1:%d' % self.port, '--disable-logging',
+                '--socket-timeout', '30', '--listen', '100'] + args
+        self.cmd = cmd
+        self.env = dict(os.environ, **(env or {}))
+        self.proc = None
+
+    def __enter__(self):
+        self.logf = open(self.logpath, 'w')
+        self.proc = subprocess.Popen(self.cmd, stdout=self.logf, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=self.env, cwd=APPS,
+                                     start_new_session=True)
+        if not wait_port(self.port, 30, self.proc):
+            self.stop()
+            raise TestFailure('%s did not start; log tail:\n%s' % (self.name, self.log_tail()))
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            self.logf.close()
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+        self.logf.close()
+
+    def log(self):
+        with open(self.logpath, errors='replace') as f:
+            return f.read()
+
+    def log_tail(self, n=30):
+        return '\n'.join(self.log().splitlines()[-n:])
+
+    def assert_no_worker_death(self):
+        log = self.log()
+        for pat in ('Segmentation Fault', 'DAMN ! worker', 'Respawned uWSGI worker', 'stack overflow'):
+            if pat in log:
+                raise TestFailure('%s: log shows %r:\n%s' % (self.name, pat, self.log_tail()))
+
+
+def run_clients(nclients, jobs, fn, timeout):
+    """Runs fn(job) for every job with nclients threads; returns (results, errors)."""
+    lock = threading.Lock()
+    it = iter(jobs)
+    results, errors = [], []
+    deadline = time.monotonic() + timeout
+
+    def worker():
+        while time.monotonic() < deadline:
+            with lock:
+                job = next(it, None)
+            if job is None:
+                return
+            try:
+                r = fn(job)
+                with lock:
+                    results.append(r)
+            except Exception as e:  # noqa: BLE001 - every failure is reported
+                with lock:
+                    errors.append('%r: %s' % (job, e))
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(nclients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(0.1, deadline - time.monotonic()))
+    if any(t.is_alive() for t in threads):
+        errors.append('clients still running after %d s' % timeout)
+    return results, errors
+
+
+# ---------------------------------------------------------------------------
+# tests
+
+def suspend_checksum(tag, n, d):
+    acc = (d * 7 + len(tag)) % 1000003
+    for depth in range(d - 1, -1, -1):
+        acc = (acc * 31 + depth * 7 + len(tag)) % 1000003
+    return (acc + n * 13) % 1000003
+
+
+def stress(name, binary, plugin, nreq, app='suspend_app.py'):
+    rnd = random.Random(4242)
+    # one request in ten ends abnormally right after a suspend (exception, or no body)
+    jobs = [('r%d' % i, rnd.randint(0, 3000), rnd.randint(0, 40),
+             rnd.choice(('raise', 'return')) if rnd.random() < 0.1 else None) for i in range(nreq)]
+    args = ['--master', '--processes', '1', '--async', '30', '--ugreen',
+            '--wsgi-file', os.path.join(APPS, app)]
+    with Server(name, binary, args, plugin=plugin) as srv:
+        def one(job):
+            tag, n, d, end = job
+            if end:
+                try:
+                    status, body = http_get(srv.port, '/?n=%d&d=%d&tag=%s&end=%s' % (n, d, tag, end))
+                except (http.client.HTTPException, ConnectionError):
+                    status, body = None, ''
+                if body:
+                    raise TestFailure('end=%s: status %s body %r, expected no body' % (end, status, body))
+                return None, n
+            status, body = http_get(srv.port, '/?n=%d&d=%d&tag=%s' % (n, d, tag))
+            expect = '%s:%d:%d:%d:' % (tag, n, d, suspend_checksum(tag, n, d))
+            if status != 200 or not body.startswith(expect):
+                raise TestFailure('status %d body %r, expected %r...' % (status, body, expect))
+            return int(body.rsplit(':', 1)[1]), n
+        t0 = time.monotonic()
+        results, errors = run_clients(30, jobs, one, timeout=240)
+        elapsed = time.monotonic() - t0
+        if errors:
+            raise TestFailure('%d errors, first: %s\nlog:\n%s' % (len(errors), errors[:3], srv.log_tail()))
+        if len(results) != nreq:
+            raise TestFailure('%d/%d responses' % (len(results), nreq))
+        pids = {pid for pid, _ in results if pid is not None}
+        if len(pids) != 1:
+            raise TestFailure('responses came from several workers %s: the worker died' % sorted(pids))
+        srv.assert_no_worker_death()
+        if srv.proc.poll() is not None:
+            raise TestFailure('uWSGI exited')
+        suspends = sum(n for _, n in results)
+        abnormal = sum(1 for pid, _ in results if pid is None)
+        raised = len(re.findall(r'^RuntimeError: request r\d+ ends with an exception after a suspend$', srv.log(), re.M))
+        if raised != sum(1 for j in jobs if j[3] == 'raise'):
+            raise TestFailure('not every end=raise request logged its exception:\n%s' % srv.log_tail())
+        return ('%d requests (%d ending abnormally right after a suspend), %d suspends, 30 clients, 0 errors, '
+                'every body checked, one worker (pid %d), %.1f s (%.0f req/s)') % (
+            nreq, abnormal, suspends, pids.pop(), elapsed, nreq / elapsed)
+
+
+def test_stress_embedded(opts):
+    return stress('stress-embedded', UWSGI_EMBEDDED, None, opts.requests)
+
+
+def test_stress_external_plugin(opts):
+    return stress('stress-external', UWSGI_BASE, PLUGIN_SO, opts.requests)
+
+
+def test_stress_ucontext_backend(opts):
+    so = os.path.join(OUT, 'plugins', 'ucontext', 'ugreen_plugin.so')
+    if not os.path.exists(so):
+        raise TestSkipped('no %s (uwsgi/build.sh --backend all builds it)' % so)
+    return stress('stress-ucontext', UWSGI_BASE, so, opts.requests)
+
+
+def test_stress_gil_contention(opts):
+    detail = stress('stress-threads', UWSGI_EMBEDDED, None, max(500, opts.requests // 2), app='threads_app.py')
+    return detail + ', two app threads competing for the GIL'
+
+
+def isolation(name, binary, plugin):
+    args = ['--master', '--processes', '1', '--async', '30', '--ugreen',
+            '--wsgi-file', os.path.join(APPS, 'isolation_app.py')]
+    with Server(name, binary, args, plugin=plugin) as srv:
+        nreq = 1500
+
+        def one(tag):
+            status, body = http_get(srv.port, '/?tag=%d' % tag)
+            if status != 200 or body != 'ok:%d' % tag:
+                raise TestFailure('status %d body %r' % (status, body))
+        _, errors = run_clients(30, list(range(nreq)), one, timeout=120)
+        if errors:
+            raise TestFailure('%d errors, first: %s\nlog:\n%s' % (len(errors), errors[:3], srv.log_tail()))
+        srv.assert_no_worker_death()
+        return '%d requests from 30 clients: ContextVar, decimal.localcontext and exc_info isolated' % nreq
+
+
+def test_isolation_embedded(opts):
+    return isolation('isolation-embedded', UWSGI_EMBEDDED, None)
+
+
+def test_isolation_external_plugin(opts):
+    return isolation('isolation-external', UWSGI_BASE, PLUGIN_SO)
+
+
+def test_chat_bottle(opts):
+    users, per_user = 30, 5
+    args = ['--master', '--processes', '1', '--async', '64', '--ugreen',
+            '--wsgi-file', os.path.join(APPS, 'chat_app.py')]
+    with Server('chat', UWSGI_EMBEDDED, args) as srv:
+        expected = {'user%d-msg%d' % (u, m) for u in range(users) for m in range(per_user)}
+        received = [[] for _ in range(users)]
+        errors = []
+        deadline = time.monotonic() + 60
+
+        def poller(u):
+            since = 0
+            try:
+                while len(received[u]) < len(expected) and time.monotonic() < deadline:
+                    status, body = http_get(srv.port, '/poll?since=%d' % since, timeout=40)
+                    if status != 200:
+                        raise TestFailure('poll status %d: %r' % (status, body))
+                    data = json.loads(body)
+                    received[u].extend(data['messages'])
+                    since = data['next']
+            except Exception as e:  # noqa: BLE001
+                errors.append('user %d poll: %s' % (u, e))
+
+        def speaker(u):
+            rnd = random.Random(u)
+            try:
+                for m in range(per_user):
+                    time.sleep(rnd.uniform(0, 0.2))
+                    status, body = http_get(srv.port, '/say', method='POST',
+                                            body=urllib.parse.urlencode({'msg': 'user%d-msg%d' % (u, m)}),
+                                            headers={'Content-Type': 'application/x-www-form-urlencoded'})
+                    if status != 200:
+                        raise TestFailure('say status %d: %r' % (status, body))
+            except Exception as e:  # noqa: BLE001
+                errors.append('user %d say: %s' % (u, e))
+
+        pollers = [threading.Thread(target=poller, args=(u,), daemon=True) for u in range(users)]
+        for t in pollers:
+            t.start()
+        time.sleep(0.5)
+        speakers = [threading.Thread(target=speaker, args=(u,), daemon=True) for u in range(users)]
+        t0 = time.monotonic()
+        for t in speakers:
+            t.start()
+        for t in speakers + pollers:
+            t.join(max(0.1, deadline - time.monotonic()))
+        elapsed = time.monotonic() - t0
+        if errors:
+            raise TestFailure('%d errors, first: %s\nlog:\n%s' % (len(errors), errors[:3], srv.log_tail()))
+        for u in range(users):
+            if len(received[u]) != len(expected) or set(received[u]) != expected:
+                raise TestFailure('user %d got %d/%d messages' % (u, len(set(received[u]) & expected), len(expected)))
+            if received[u] != received[0]:
+                raise TestFailure('user %d saw another order than user 0' % u)
+        srv.assert_no_worker_death()
+        return '%d users x %d messages: all %d messages reached every user, same order, %.1f s' % (
+            users, per_user, len(expected), elapsed)
+
+
+class Postgres:
+    """A throw-away PostgreSQL cluster on 127.0.0.1, run as the postgres user."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix='ugreen-pg-')
+        self.proc = None
+
+    def _bindir(self):
+        cands = sorted(glob.glob('/usr/lib/postgresql/*/bin/initdb'))
+        if cands:
+            return os.path.dirname(cands[-1])
+        initdb = shutil.which('initdb')
+        if initdb:
+            return os.path.dirname(os.path.realpath(initdb))
+        raise TestFailure('PostgreSQL server binaries not found (apt-get install postgresql)')
+
+    def _as_pg(self, cmd):
+        if os.geteuid() == 0:
+            return ['runuser', '-u', 'postgres', '--'] + cmd
+        return cmd
+
+    def __enter__(self):
+        bindir = self._bindir()
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, 'postgres', 'postgres')
+        data = os.path.join(self.dir, 'data')
+        r = subprocess.run(self._as_pg([os.path.join(bindir, 'initdb'), '-D', data, '-A', 'trust', '-U', 'postgres',
+                                        '--no-sync', '-E', 'UTF8']),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd='/', timeout=120)
+        if r.returncode:
+            raise TestFailure('initdb failed:\n%s' % r.stdout.decode(errors='replace')[-2000:])
+        self.logf = open(os.path.join(self.dir, 'postgres.log'), 'w')
+        self.proc = subprocess.Popen(self._as_pg([os.path.join(bindir, 'postgres'), '-D', data, '-p', str(self.port),
+                                                  '-k', self.dir, '-c', 'listen_addresses=127.0.0.1',
+                                                  '-c', 'fsync=off', '-c', 'max_connections=100']),
+                                     stdout=self.logf, stderr=subprocess.STDOUT, cwd='/', start_new_session=True)
+        if not wait_port(self.port, 60, self.proc):
+            self.__exit__()
+            raise TestFailure('postgres did not start')
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGINT)
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+            except ProcessLookupError:
+                pass
+        if getattr(self, 'logf', None):
+            self.logf.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def dsn(self):
+        return 'host=127.0.0.1 port=%d user=postgres dbname=postgres connect_timeout=10' % self.port
+
+
+def test_psycopg2_postgres(opts):
+    n = 30
+    with Postgres() as pg:
+        args = ['--master', '--processes', '1', '--async', '30', '--ugreen',
+                '--wsgi-file', os.path.join(APPS, 'pg_app.py')]
+        with Server('postgres', UWSGI_EMBEDDED, args, env={'PG_DSN': pg.dsn}) as srv:
+            # one request first: connection set-up and module imports out of the timing
+            status, body = http_get(srv.port, '/?tag=1000')
+            if status != 200 or body != '1000:2000':
+                raise TestFailure('warm-up: status %d body %r\n%s' % (status, body, srv.log_tail()))
+            start = threading.Barrier(n)
+
+            def one(tag):
+                start.wait(10)
+                t0 = time.monotonic()
+                status, body = http_get(srv.port, '/?tag=%d' % tag)
+                if status != 200 or body != '%d:%d' % (tag, tag * 2):
+                    raise TestFailure('status %d body %r' % (status, body))
+                return time.monotonic() - t0
+            t0 = time.monotonic()
+            results, errors = run_clients(n, list(range(n)), one, timeout=60)
+            elapsed = time.monotonic() - t0
+            if errors:
+                raise TestFailure('%d errors, first: %s\nlog:\n%s' % (len(errors), errors[:3], srv.log_tail()))
+            if len(results) != n:
+                raise TestFailure('%d/%d responses' % (len(results), n))
+            if elapsed > 5.0:
+                raise TestFailure('%d concurrent pg_sleep(0.5) took %.1f s (serial: %.1f s)' % (n, elapsed, n * 0.5))
+            srv.assert_no_worker_death()
+            return '%d concurrent SELECT pg_sleep(0.5) in one worker: %.2f s in all (serial would be %.1f s), results correct' % (
+                n, elapsed, n * 0.5)
+
+
+def test_stack_overflow_respawn(opts):
+    pages = 32
+    args = ['--master', '--processes', '1', '--async', '4', '--ugreen', '--ugreen-stacksize', str(pages),
+            '--wsgi-file', os.path.join(APPS, 'overflow_app.py')]
+    with Server('overflow', UWSGI_EMBEDDED, args) as srv:
+        status, body = http_get(srv.port, '/ok')
+        if status != 200 or not body.startswith('ok:'):
+            raise TestFailure('first request: %d %r' % (status, body))
+        pid1 = int(body.split(':')[1])
+        try:
+            status, body = http_get(srv.port, '/overflow', timeout=30)
+        except (http.client.HTTPException, OSError):
+            status, body = None, ''
+        if body:
+            raise TestFailure('the overflowing request got an answer: %s %r' % (status, body))
+        deadline = time.monotonic() + 20
+        pid2 = None
+        while time.monotonic() < deadline:
+            try:
+                status, body = http_get(srv.port, '/ok', timeout=5)
+                if status == 200 and body.startswith('ok:'):
+                    pid2 = int(body.split(':')[1])
+                    break
+            except (http.client.HTTPException, OSError):
+                pass
+            time.sleep(0.2)
+        if pid2 is None:
+            raise TestFailure('no request served after the overflow\n%s' % srv.log_tail())
+        if pid2 == pid1:
+            raise TestFailure('the worker did not die (pid %d)' % pid1)
+        log = srv.log()
+        lines = [l for l in log.splitlines() if re.search(r'overflow', l, re.I) and re.search(r'core \d+', l)]
+        if not lines:
+            raise TestFailure('no log line naming the overflowing core:\n%s' % srv.log_tail())
+        line = lines[0]
+        if not re.search(r'%d pages|%d KiB|%d bytes' % (pages, pages * 4, pages * 4096), line):
+            raise TestFailure('the overflow line does not give the stack size: %r' % line)
+        if 'ugreen-stacksize' not in line:
+            raise TestFailure('the overflow line does not say how to raise the size: %r' % line)
+        if 'Respawned uWSGI worker' not in log:
+            raise TestFailure('no respawn in the log:\n%s' % srv.log_tail())
+        return 'log: %r; worker %d respawned as %d, next request served' % (line.strip(), pid1, pid2)
+
+
+def run_bounded(cmd, timeout=30):
+    """Runs cmd in its own process group; kills the group if it outlives timeout."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            cwd=APPS, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        return None, out.decode(errors='replace')
+    return proc.returncode, out.decode(errors='replace')
+
+
+def test_config_errors(opts):
+    out = []
+    for extra, what in ((['--ugreen'], 'no --async'), (['--ugreen', '--async', '1'], '--async 1')):
+        cmd = [UWSGI_EMBEDDED, '--http-socket', '127.0.0.1:%d' % free_port(),
+               '--wsgi-file', os.path.join(APPS, 'suspend_app.py')] + extra
+        rc, text = run_bounded(cmd)
+        if rc is None or rc == 0 or '--ugreen needs async cores' not in text:
+            raise TestFailure('%s: exit %s, output tail:\n%s' % (what, rc, text[-1500:]))
+        out.append('%s -> exit %d' % (what, rc))
+    cmd = [UWSGI_EMBEDDED, '--http-socket', '127.0.0.1:%d' % free_port(), '--async', '4', '--threads', '4',
+           '--ugreen', '--wsgi-file', os.path.join(APPS, 'suspend_app.py')]
+    rc, text = run_bounded(cmd)
+    if rc is None or rc == 0 or 'cannot be combined with --threads' not in text:
+        raise TestFailure('--threads: exit %s, output tail:\n%s' % (rc, text[-1500:]))
+    out.append('--threads 4 -> exit %d' % rc)
+    # a stack that cannot be allocated stops start-up with a message
+    cmd = [UWSGI_EMBEDDED, '--http-socket', '127.0.0.1:%d' % free_port(), '--async', '4', '--ugreen',
+           '--ugreen-stacksize', '2000000000', '--wsgi-file', os.path.join(APPS, 'suspend_app.py')]
+    rc, text = run_bounded(cmd)
+    m = re.search(r'\[ugreen\] unable to allocate[^\n]*', text)
+    if rc is None or rc == 0 or not m:
+        raise TestFailure('unallocatable stack: exit %s, output tail:\n%s' % (rc, text[-1500:]))
+    out.append('--ugreen-stacksize 2000000000 -> exit %d (%r)' % (rc, m.group(0)))
+    return ', '.join(out)
+
+
+TESTS = [
+    test_config_errors,
+    test_stress_embedded,
+    test_stress_external_plugin,
+    test_stress_ucontext_backend,
+    test_stress_gil_contention,
+    test_isolation_embedded,
+    test_isolation_external_plugin,
+    test_chat_bottle,
+    test_psycopg2_postgres,
+    test_stack_overflow_respawn,
+]
+
+
+def _terminate(signum, frame):
+    # unwinds through the Server/Postgres context managers, which stop their processes
+    raise SystemExit(124)
+
+
+def main():
+    signal.signal(signal.SIGTERM, _terminate)
+    ap = argparse.ArgumentParser()
+    ap.add_argument('-k', dest='pattern', default=None, help='run tests whose name contains this')
+    ap.add_argument('--requests', type=int, default=5000, help='requests per stress run (default 5000)')
+    opts = ap.parse_args()
+    for path in (UWSGI_EMBEDDED, UWSGI_BASE, PLUGIN_SO):
+        if not os.path.exists(path):
+            print('missing %s: run uwsgi/build.sh first' % path)
+            print('0 passed, 1 failed')
+            return 1
+    passed = failed = skipped = 0
+    for test in TESTS:
+        name = test.__name__[5:]
+        if opts.pattern and opts.pattern not in name:
+            continue
+        t0 = time.monotonic()
+        try:
+            detail = test(opts)
+            passed += 1
+            print('PASS %s (%.1f s): %s' % (name, time.monotonic() - t0, detail), flush=True)
+        except TestSkipped as e:
+            skipped += 1
+            print('SKIP %s: %s' % (name, e), flush=True)
+        except TestFailure as e:
+            failed += 1
+            print('FAIL %s (%.1f s): %s' % (name, time.monotonic() - t0, e), flush=True)
+        except Exception:  # noqa: BLE001
+            failed += 1
+            print('FAIL %s (%.1f s): %s' % (name, time.monotonic() - t0, traceback.format_exc()), flush=True)
+    if skipped:
+        print('%d passed, %d failed, %d skipped' % (passed, failed, skipped))
+    else:
+        print('%d passed, %d failed' % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
