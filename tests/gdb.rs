@@ -1,0 +1,369 @@
+//! gdb walks out of a green thread: a backtrace taken at a breakpoint on a
+//! green stack lists the green thread's frames, then
+//! `ugreen_internal_trampoline`, then the frames of the code that resumed
+//! the green thread, down to `main`.
+//!
+//! Two programs: tests/gdb/green_backtrace.c (the C ABI, linked against this
+//! build's `libugreen.a`, with a real `main`), and this test binary itself
+//! re-executed for a scenario with a `Coroutine` (the safe API; its frames
+//! end in the test harness's thread, not in `main`).
+//!
+//! Natively the tests run the program under `gdb` (Debian package `gdb`).
+//! Under qemu-user (the aarch64 cross setup of .cargo/config.toml) they run
+//! it under `qemu-<arch> -g PORT` and attach `gdb-multiarch` (Debian package
+//! `gdb-multiarch`) to qemu's gdb stub. Without the debugger they print why
+//! and pass.
+
+#[allow(dead_code)]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::SystemTime;
+
+const ARCH: &str = std::env::consts::ARCH;
+
+/// How the program is debugged.
+enum Debugger {
+    /// `gdb` starts the program itself.
+    Native,
+    /// The program runs under this qemu-user command with `-g PORT`;
+    /// `gdb-multiarch` attaches to it.
+    Qemu(Vec<String>),
+}
+
+fn runs(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The debugger setup for this build, or why the gdb checks cannot run.
+fn debugger() -> Result<Debugger, String> {
+    if cfg!(feature = "ucontext") {
+        return Err("the ucontext backend has no ugreen trampoline".into());
+    }
+    if cfg!(feature = "asan") {
+        return Err("the C program would need the ASan runtime".into());
+    }
+    match common::emulator() {
+        Some(qemu) if runs("gdb-multiarch") => Ok(Debugger::Qemu(qemu)),
+        Some(_) => Err(
+            "under qemu-user the test needs gdb-multiarch (Debian package `gdb-multiarch`)".into(),
+        ),
+        None if runs("gdb") => Ok(Debugger::Native),
+        None => Err("gdb is not installed (Debian package `gdb`)".into()),
+    }
+}
+
+/// A TCP port that was free a moment ago, for qemu's gdb stub.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a local port");
+    listener.local_addr().unwrap().port()
+}
+
+/// Runs `program args...` under the debugger with a breakpoint on
+/// `function`, prints the backtrace there and returns gdb's output.
+fn backtrace_at(
+    debugger: &Debugger,
+    function: &str,
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> String {
+    let common_setup = [
+        "set debuginfod enabled off",
+        "set pagination off",
+        "set confirm off",
+    ];
+    let mut gdb;
+    let mut target = None;
+    match debugger {
+        Debugger::Native => {
+            gdb = Command::new("gdb");
+            gdb.args(["-batch", "-nx"]);
+            for c in common_setup {
+                gdb.args(["-ex", c]);
+            }
+            gdb.args(["-ex", "set startup-with-shell off"])
+                .args(["-ex", &format!("break {function}")])
+                .args(["-ex", "run"]);
+            for (k, v) in env {
+                gdb.env(k, v);
+            }
+        }
+        Debugger::Qemu(qemu) => {
+            let port = free_port();
+            let mut q = Command::new(&qemu[0]);
+            // qemu's gdb stub does not describe pointer authentication, so
+            // gdb could not strip signed return addresses: run with PAC off
+            // (its instructions are then NOPs, as on cores without it).
+            q.args(["-cpu", "max,pauth=off"])
+                .args(&qemu[1..])
+                .arg("-g")
+                .arg(port.to_string())
+                .arg(program)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            for (k, v) in env {
+                q.env(k, v);
+            }
+            target = Some(q.spawn().expect("start qemu with a gdb stub"));
+            gdb = Command::new("gdb-multiarch");
+            gdb.args(["-batch", "-nx"]);
+            for c in common_setup {
+                gdb.args(["-ex", c]);
+            }
+            // qemu listens before it runs any guest code; gdb retries a
+            // refused connection until then (tcp auto-retry is on).
+            gdb.args(["-ex", "set tcp connect-timeout 60"])
+                .args(["-ex", &format!("set sysroot /usr/{ARCH}-linux-gnu")])
+                .args(["-ex", &format!("file {}", program.display())])
+                .args(["-ex", &format!("target remote 127.0.0.1:{port}")])
+                .args(["-ex", &format!("break {function}")])
+                .args(["-ex", "continue"]);
+        }
+    }
+    gdb.args(["-ex", "bt"]).args(["-ex", "kill"]);
+    if let Debugger::Native = debugger {
+        gdb.arg("--args").arg(program).args(args);
+    }
+    let out = gdb.output().expect("run gdb");
+    if let Some(mut child) = target {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    format!(
+        "{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The function of each frame line (`#N  [0x... in ]name (args) at ...`).
+fn frames(gdb_output: &str) -> Vec<String> {
+    gdb_output
+        .lines()
+        .filter(|l| l.starts_with('#') && l[1..].chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .map(|l| {
+            let rest = l[1..]
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .trim();
+            let rest = match rest.find(" in ") {
+                Some(i) if rest.starts_with("0x") => &rest[i + 4..],
+                _ => rest,
+            };
+            rest.split(" (").next().unwrap_or("").to_owned()
+        })
+        .collect()
+}
+
+/// The trampoline's frame. On aarch64 its unwind information marks it as a
+/// signal frame (which the walk needs under qemu), and gdb shows such a
+/// frame as `<signal handler called>` instead of its name.
+const TRAMPOLINE: &str = "ugreen_internal_trampoline|<signal handler called>";
+
+/// Asserts that the frames contain `names` in this order (each matched by
+/// substring; `a|b` matches either), and that gdb did not stop the walk
+/// early.
+fn assert_frames_in_order(output: &str, names: &[&str]) -> Vec<String> {
+    let frames = frames(output);
+    let mut from = 0;
+    for name in names {
+        let found = frames[from..]
+            .iter()
+            .position(|f| name.split('|').any(|alt| f.contains(alt)));
+        match found {
+            Some(i) => from += i + 1,
+            None => panic!("frame `{name}` missing or out of order in:\n{output}"),
+        }
+    }
+    assert!(
+        !output.contains("Backtrace stopped"),
+        "gdb stopped the backtrace early:\n{output}"
+    );
+    frames
+}
+
+/// The `libugreen.a` built with this test binary: the newest staticlib of
+/// the crate in `deps/` (where `cargo test` builds it) or one level up that
+/// holds the assembly backend (a build with the ucontext feature may have
+/// left another one there).
+fn staticlib() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    let mut found: Vec<(SystemTime, PathBuf)> = std::fs::read_dir(deps)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .chain(deps.parent().map(|p| p.join("libugreen.a")))
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            p.is_file()
+                && (name == "libugreen.a" || name.starts_with("libugreen-") && name.ends_with(".a"))
+                && has_asm_backend(p)
+        })
+        .map(|p| (std::fs::metadata(&p).unwrap().modified().unwrap(), p))
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .unwrap_or_else(|| panic!("no libugreen.a next to {}", exe.display()))
+        .1
+}
+
+/// Whether the archive names the assembly trampoline (in its symbol table).
+fn has_asm_backend(archive: &Path) -> bool {
+    let needle = b"ugreen_internal_trampoline";
+    std::fs::read(archive).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+}
+
+#[test]
+fn gdb_backtrace_from_c_green_thread_reaches_main() {
+    let debugger = match debugger() {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("gdb_green_backtrace-{ARCH}"));
+    // Debian's name for the target's compiler (native or cross), else cc.
+    let cc = format!("{ARCH}-linux-gnu-gcc");
+    let cc = if runs(&cc) { cc } else { "cc".to_owned() };
+    let out = Command::new(&cc)
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O0", "-g"])
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(root.join("tests/gdb/green_backtrace.c"))
+        .arg(staticlib())
+        .args([
+            "-lgcc_s",
+            "-lutil",
+            "-lrt",
+            "-lpthread",
+            "-lm",
+            "-ldl",
+            "-lc",
+        ])
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap_or_else(|e| panic!("run {cc}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cc} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Sanity: the program works outside gdb.
+    let run = match &debugger {
+        Debugger::Native => Command::new(&exe).output().unwrap(),
+        Debugger::Qemu(qemu) => Command::new(&qemu[0])
+            .args(&qemu[1..])
+            .arg(&exe)
+            .output()
+            .unwrap(),
+    };
+    assert!(run.status.success(), "{run:?}");
+
+    let output = backtrace_at(&debugger, "gdb_breakpoint_in_green_thread", &exe, &[], &[]);
+    let frames = assert_frames_in_order(
+        &output,
+        &[
+            "gdb_breakpoint_in_green_thread",
+            "gdb_green_work",
+            "gdb_green_work",
+            "gdb_green_work",
+            "gdb_green_entry",
+            TRAMPOLINE,
+            "gdb_resumer_of_green_thread",
+            "main",
+        ],
+    );
+    assert_eq!(
+        frames.last().map(String::as_str),
+        Some("main"),
+        "the walk ends in main:\n{output}"
+    );
+    eprintln!("{}", frames.join(" <- "));
+}
+
+/// The breakpoint of the Rust scenario.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn gdb_rust_breakpoint_in_green_thread(x: u64) -> u64 {
+    std::hint::black_box(x + 1)
+}
+
+#[inline(never)]
+fn gdb_rust_green_work(depth: u32) -> u64 {
+    if depth == 0 {
+        gdb_rust_breakpoint_in_green_thread(7)
+    } else {
+        std::hint::black_box(gdb_rust_green_work(depth - 1)) + 1
+    }
+}
+
+#[inline(never)]
+fn gdb_rust_resumer_of_green_thread(co: &mut ugreen::Coroutine<'_, (), (), u64>) -> u64 {
+    match co.resume(()) {
+        ugreen::CoroutineResult::Return(v) => v,
+        ugreen::CoroutineResult::Yield(()) => unreachable!(),
+    }
+}
+
+#[test]
+fn gdb_backtrace_from_coroutine_reaches_resumer() {
+    if common::child_scenario().as_deref() == Some("gdb-coroutine") {
+        let mut co = ugreen::Coroutine::new(ugreen::Stack::new(64).unwrap(), |_, ()| {
+            gdb_rust_green_work(3)
+        });
+        let v = gdb_rust_resumer_of_green_thread(&mut co);
+        assert_eq!(v, 11);
+        return;
+    }
+    let debugger = match debugger() {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let exe = std::env::current_exe().unwrap();
+    let output = backtrace_at(
+        &debugger,
+        "gdb_rust_breakpoint_in_green_thread",
+        &exe,
+        &[
+            "gdb_backtrace_from_coroutine_reaches_resumer",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ],
+        &[(common::CHILD_ENV, "gdb-coroutine")],
+    );
+    let frames = assert_frames_in_order(
+        &output,
+        &[
+            "gdb_rust_breakpoint_in_green_thread",
+            // Four calls deep; the optimizer may merge one level.
+            "gdb_rust_green_work",
+            "gdb_rust_green_work",
+            "gdb_rust_green_work",
+            "coroutine_main",
+            TRAMPOLINE,
+            "gdb_rust_resumer_of_green_thread",
+            "gdb_backtrace_from_coroutine_reaches_resumer",
+        ],
+    );
+    let shown: Vec<&str> = frames
+        .iter()
+        .map(String::as_str)
+        .take_while(|f| !f.ends_with("gdb_backtrace_from_coroutine_reaches_resumer"))
+        .collect();
+    eprintln!("{} <- ...", shown.join(" <- "));
+}
