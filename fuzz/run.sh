@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-30}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-fuzz/target}"
+mkdir -p "$CARGO_TARGET_DIR"
 cargo +nightly fuzz run c_abi_sequences -- -max_total_time="$seconds" -rss_limit_mb=4096 2>&1 \
     | tee "$CARGO_TARGET_DIR/fuzz-run.log" | grep -E '^#[0-9]+ +(DONE|NEW)|^Done|ERROR|WARNING' | tail -n 5
 if grep -qi 'false positive' "$CARGO_TARGET_DIR/fuzz-run.log"; then
