@@ -172,6 +172,15 @@ void ugreen_py_setup(int ncores) {
 	ugpy.on = 1;
 }
 
+/* The core's Python state while a request with per-core state runs on it;
+   NULL otherwise (Python off, or no such request). */
+static inline struct ug_pycore *ug_active(int core) {
+	if (!ugpy.on)
+		return NULL;
+	struct ug_pycore *c = &ugpy.cores[core];
+	return c->active ? c : NULL;
+}
+
 void ugreen_py_main_take(void) {
 	if (!ugpy.on)
 		return;
@@ -231,10 +240,8 @@ void ugreen_py_request_begin(int core) {
 }
 
 void ugreen_py_request_end(int core) {
-	if (!ugpy.on)
-		return;
-	struct ug_pycore *c = &ugpy.cores[core];
-	if (!c->active)
+	struct ug_pycore *c = ug_active(core);
+	if (!c)
 		return;
 	ug_gil_take(c, core);
 	PyThreadState *ts = c->ts;
@@ -265,19 +272,15 @@ void ugreen_py_request_end(int core) {
 }
 
 void ugreen_py_core_hold(int core) {
-	if (!ugpy.on)
-		return;
-	struct ug_pycore *c = &ugpy.cores[core];
-	if (!c->active)
+	struct ug_pycore *c = ug_active(core);
+	if (!c)
 		return;
 	c->held = !ug_gil_take(c, core);
 }
 
 void ugreen_py_leave(int core) {
-	if (!ugpy.on)
-		return;
-	struct ug_pycore *c = &ugpy.cores[core];
-	if (!c->active)
+	struct ug_pycore *c = ug_active(core);
+	if (!c)
 		return;
 	PyThreadState *ts = c->ts;
 	fields_save(ts, &c->core);
@@ -287,10 +290,8 @@ void ugreen_py_leave(int core) {
 }
 
 void ugreen_py_enter(int core) {
-	if (!ugpy.on)
-		return;
-	struct ug_pycore *c = &ugpy.cores[core];
-	if (!c->active)
+	struct ug_pycore *c = ug_active(core);
+	if (!c)
 		return;
 	PyThreadState *ts = c->ts;
 	if (!ug_held_tstate())
@@ -301,10 +302,8 @@ void ugreen_py_enter(int core) {
 }
 
 void ugreen_py_core_release(int core) {
-	if (!ugpy.on)
-		return;
-	struct ug_pycore *c = &ugpy.cores[core];
-	if (!c->active)
+	struct ug_pycore *c = ug_active(core);
+	if (!c)
 		return;
 	if (!c->held)
 		PyEval_SaveThread();
