@@ -39,7 +39,16 @@ static struct {
 	struct ug_core *cores;
 	ugreen_context main_ctx;
 	int python_checked;
+	/* the python request plugin, when the per-core Python state replaces its
+	   suspend/resume hooks (see ugreen_python.c) */
+	struct uwsgi_plugin *python_hooks_replaced;
 } ug;
+
+/* The request plugin's suspend/resume hooks to call around a switch, or NULL
+   when the per-core Python state already covers what they do. */
+static inline struct uwsgi_plugin *ug_hooks(struct uwsgi_plugin *rp) {
+	return rp == ug.python_hooks_replaced ? NULL : rp;
+}
 
 static struct uwsgi_option ugreen_options[] = {
 	{"ugreen", no_argument, 0, "enable ugreen coroutine subsystem", uwsgi_opt_true, &ug.enabled, 0},
@@ -65,13 +74,22 @@ static void ug_fatal(const char *what, ugreen_result r) {
 static void ug_schedule_to_req(void) {
 	struct wsgi_request *wsgi_req = uwsgi.wsgi_req;
 	struct ug_core *core = &ug.cores[wsgi_req->async_id];
-	uint8_t modifier1 = wsgi_req->uh->modifier1;
-	struct uwsgi_plugin *rp = uwsgi.p[modifier1];
+	struct uwsgi_plugin *rp = uwsgi.p[wsgi_req->uh->modifier1];
 
 	if (!ug.python_checked) {
 		ugreen_py_setup(ug.ncores);
 		ug.python_checked = 1;
+		if (ugreen_py_owns_frames()) {
+			int i;
+			for (i = 0; i < 256; i++) {
+				if (uwsgi.p[i] && uwsgi.p[i]->name && !strcmp(uwsgi.p[i]->name, "python")) {
+					ug.python_hooks_replaced = uwsgi.p[i];
+					break;
+				}
+			}
+		}
 	}
+	rp = ug_hooks(rp);
 
 	/* a new request on this core: prepare its green thread on the core's stack */
 	if (!wsgi_req->suspended) {
@@ -84,12 +102,12 @@ static void ug_schedule_to_req(void) {
 	}
 
 	ugreen_py_main_take();
-	if (rp->suspend)
+	if (rp && rp->suspend)
 		rp->suspend(NULL);
 
 	ugreen_context_swap(&ug.main_ctx, &core->ctx);
 
-	if (rp->resume)
+	if (rp && rp->resume)
 		rp->resume(NULL);
 	ugreen_py_main_release();
 }
@@ -97,17 +115,17 @@ static void ug_schedule_to_req(void) {
 /* core -> main */
 static void ug_schedule_to_main(struct wsgi_request *wsgi_req) {
 	struct ug_core *core = &ug.cores[wsgi_req->async_id];
-	struct uwsgi_plugin *rp = uwsgi.p[wsgi_req->uh->modifier1];
+	struct uwsgi_plugin *rp = ug_hooks(uwsgi.p[wsgi_req->uh->modifier1]);
 
 	ugreen_py_core_hold(core->id);
-	if (rp->suspend)
+	if (rp && rp->suspend)
 		rp->suspend(wsgi_req);
 	ugreen_py_leave(core->id);
 
 	ugreen_context_swap(&core->ctx, &ug.main_ctx);
 
 	ugreen_py_enter(core->id);
-	if (rp->resume)
+	if (rp && rp->resume)
 		rp->resume(wsgi_req);
 	ugreen_py_core_release(core->id);
 

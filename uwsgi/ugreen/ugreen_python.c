@@ -22,9 +22,10 @@
  *    core's green thread is re-made per request, so nothing survives from the
  *    previous one): an empty data stack (the core's root chunk is kept and reused),
  *    an empty exception chain and an empty contextvars context. The frame
- *    pointer (cframe/current_frame) and the recursion counters are saved and
- *    restored by the python plugin's own suspend/resume hooks, which the switch
- *    code calls too.
+ *    pointer (cframe/current_frame) and the recursion counters are kept per
+ *    core the same way, which is exactly what the python plugin's own
+ *    suspend/resume hooks save and restore: for Python requests the switch
+ *    code skips those hooks (each costs a PyGILState_Ensure/Release pair).
  *
  * The Python symbols are weak references: the same plugin works in a uWSGI built
  * without the python plugin, where they resolve to NULL and every hook is a no-op.
@@ -74,6 +75,23 @@ void uwsgi_log(const char *, ...);
 #define ug_current_tstate() _PyThreadState_UncheckedGet()
 #endif
 
+/* where the current Python frame and the recursion budget live per version */
+#if PY_VERSION_HEX >= 0x030D0000
+#define UG_FRAME_T struct _PyInterpreterFrame *
+#define UG_FRAME_FIELD current_frame
+#define UG_RECURSION_FIELD py_recursion_remaining
+#define UG_C_RECURSION c_recursion_remaining
+#elif PY_VERSION_HEX >= 0x030C0000
+#define UG_FRAME_T _PyCFrame *
+#define UG_FRAME_FIELD cframe
+#define UG_RECURSION_FIELD py_recursion_remaining
+#define UG_C_RECURSION c_recursion_remaining
+#else
+#define UG_FRAME_T _PyCFrame *
+#define UG_FRAME_FIELD cframe
+#define UG_RECURSION_FIELD recursion_remaining
+#endif
+
 /* the thread-state fields that belong to a green thread */
 struct ug_pyfields {
 	_PyStackChunk *chunk;
@@ -81,6 +99,13 @@ struct ug_pyfields {
 	PyObject **limit;
 	_PyErr_StackItem *exc_info;
 	PyObject *context;
+	/* the frame pointer and recursion budget, which the python plugin's own
+	   suspend/resume hooks would otherwise save and restore */
+	UG_FRAME_T frame;
+	int recursion;
+#ifdef UG_C_RECURSION
+	int c_recursion;
+#endif
 };
 
 struct ug_pycore {
@@ -108,6 +133,11 @@ static inline void fields_save(PyThreadState *ts, struct ug_pyfields *f) {
 	f->limit = ts->datastack_limit;
 	f->exc_info = ts->exc_info;
 	f->context = ts->context;
+	f->frame = ts->UG_FRAME_FIELD;
+	f->recursion = ts->UG_RECURSION_FIELD;
+#ifdef UG_C_RECURSION
+	f->c_recursion = ts->UG_C_RECURSION;
+#endif
 }
 
 static inline void fields_load(PyThreadState *ts, const struct ug_pyfields *f) {
@@ -116,6 +146,11 @@ static inline void fields_load(PyThreadState *ts, const struct ug_pyfields *f) {
 	ts->datastack_limit = f->limit;
 	ts->exc_info = f->exc_info;
 	ts->context = f->context;
+	ts->UG_FRAME_FIELD = f->frame;
+	ts->UG_RECURSION_FIELD = f->recursion;
+#ifdef UG_C_RECURSION
+	ts->UG_C_RECURSION = f->c_recursion;
+#endif
 	/* contextvars cache their lookups per (context, version) */
 	ts->context_ver++;
 }
@@ -181,6 +216,10 @@ static inline struct ug_pycore *ug_active(int core) {
 	return c->active ? c : NULL;
 }
 
+int ugreen_py_owns_frames(void) {
+	return ugpy.on;
+}
+
 void ugreen_py_main_take(void) {
 	if (!ugpy.on)
 		return;
@@ -230,6 +269,12 @@ void ugreen_py_request_begin(int core) {
 	/* an empty contextvars context, created by CPython at first use (as for a new
 	   thread or greenlet): nothing set by another request or by the worker leaks in */
 	fresh.context = NULL;
+	/* the request starts from main's (outermost) frame and recursion budget */
+	fresh.frame = ts->UG_FRAME_FIELD;
+	fresh.recursion = ts->UG_RECURSION_FIELD;
+#ifdef UG_C_RECURSION
+	fresh.c_recursion = ts->UG_C_RECURSION;
+#endif
 	fields_load(ts, &fresh);
 	c->active = 1;
 
@@ -327,6 +372,7 @@ void ugreen_py_setup(int ncores) {
 	}
 }
 
+int ugreen_py_owns_frames(void) { return 0; }
 void ugreen_py_main_take(void) {}
 void ugreen_py_main_release(void) {}
 void ugreen_py_request_begin(int core) { (void) core; }

@@ -11,6 +11,11 @@
    it is the version this plugin was compiled for (stops the worker otherwise). */
 UGREEN_PY_HIDDEN void ugreen_py_setup(int ncores);
 
+/* Whether the per-core state below includes the frame pointer and recursion
+   counters, so the python plugin's own suspend/resume hooks (which save and
+   restore exactly those) need not run around a switch of a Python request. */
+UGREEN_PY_HIDDEN int ugreen_py_owns_frames(void);
+
 /*
  * GIL protocol while CPython runs. Every switch happens with the GIL held by this
  * thread, so that the python plugin's suspend/resume hooks and the state swap below
