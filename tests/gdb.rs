@@ -17,9 +17,8 @@
 #[allow(dead_code)]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::SystemTime;
 
 const ARCH: &str = std::env::consts::ARCH;
 
@@ -189,38 +188,6 @@ fn assert_frames_in_order(output: &str, names: &[&str]) -> Vec<String> {
     frames
 }
 
-/// The `libugreen.a` built with this test binary: the newest staticlib of
-/// the crate in `deps/` (where `cargo test` builds it) or one level up that
-/// holds the assembly backend (a build with the ucontext feature may have
-/// left another one there).
-fn staticlib() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let mut found: Vec<(SystemTime, PathBuf)> = std::fs::read_dir(deps)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .chain(deps.parent().map(|p| p.join("libugreen.a")))
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            p.is_file()
-                && (name == "libugreen.a" || name.starts_with("libugreen-") && name.ends_with(".a"))
-                && has_asm_backend(p)
-        })
-        .map(|p| (std::fs::metadata(&p).unwrap().modified().unwrap(), p))
-        .collect();
-    found.sort();
-    found
-        .pop()
-        .unwrap_or_else(|| panic!("no libugreen.a next to {}", exe.display()))
-        .1
-}
-
-/// Whether the archive names the assembly trampoline (in its symbol table).
-fn has_asm_backend(archive: &Path) -> bool {
-    let needle = b"ugreen_internal_trampoline";
-    std::fs::read(archive).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
-}
-
 #[test]
 fn gdb_backtrace_from_c_green_thread_reaches_main() {
     let debugger = match debugger() {
@@ -240,16 +207,8 @@ fn gdb_backtrace_from_c_green_thread_reaches_main() {
         .arg("-I")
         .arg(root.join("include"))
         .arg(root.join("tests/gdb/green_backtrace.c"))
-        .arg(staticlib())
-        .args([
-            "-lgcc_s",
-            "-lutil",
-            "-lrt",
-            "-lpthread",
-            "-lm",
-            "-ldl",
-            "-lc",
-        ])
+        .arg(common::staticlib())
+        .args(common::NATIVE_LIBS)
         .arg("-o")
         .arg(&exe)
         .output()

@@ -125,6 +125,7 @@ fn remake_on_a_reused_stack_100_000_times() {
 // ---------------------------------------------------------------- crashes
 
 unsafe extern "C" fn overflow_entry(_: *mut c_void, _: usize) {
+    #[allow(unconditional_recursion)] // runs into the guard page on purpose
     fn down(n: u64) -> u64 {
         let pad = std::hint::black_box([n; 64]);
         down(n + 1) + pad[3]
