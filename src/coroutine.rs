@@ -48,8 +48,13 @@ struct Shared {
     outer: RawContext,
     /// The closure, written by `with_holder`, read once on first entry.
     closure: *mut u8,
-    /// Set by the coroutine just before its final switch: the word it passes
-    /// then points to an `Option<Event<Y, R>>`, before that to an `Option<Y>`.
+    /// Where the resumer wants the final event: its `Option<Event<Y, R>>`,
+    /// set before every switch into the coroutine.
+    result: *mut u8,
+    /// Set by the coroutine when it has written the final event to `result`
+    /// and is about to return to the trampoline, which switches to `outer`
+    /// (the link). Until then, the word a switch to the resumer passes
+    /// points to an `Option<Y>` on the coroutine's stack.
     finished: bool,
 }
 
@@ -199,6 +204,7 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
                 inner: RawContext::new(),
                 outer: RawContext::new(),
                 closure: closure_at as *mut u8,
+                result: ptr::null_mut(),
                 finished: false,
             });
             (closure_at as *mut F).write(f);
@@ -244,23 +250,25 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
         }
         self.state = State::Running;
         let mut slot = Some(cmd);
+        let mut result: Option<Event<Y, R>> = None;
         let shared = self.shared.as_ptr();
         // SAFETY: the coroutine is suspended (Fresh or Suspended), its stack
-        // is alive (held by self), and `shared` never moves.
+        // is alive (held by self), and `shared` never moves. `result` lives
+        // until the switch returns, which is when the coroutine's final
+        // event, if any, has been written to it.
         let word = unsafe {
+            (*shared).result = ptr::addr_of_mut!(result).cast();
             arch::switch(
                 ptr::addr_of_mut!((*shared).outer),
                 ptr::addr_of_mut!((*shared).inner),
                 ptr::addr_of_mut!(slot) as usize,
             )
         };
-        // SAFETY: the coroutine passes the address of its live slot, whose
-        // type `finished` tells; the slot stays valid until it is resumed.
+        // SAFETY: unless finished, the coroutine passed the address of its
+        // live `Option<Y>`, valid until it is resumed.
         let event = unsafe {
             if (*shared).finished {
-                (*(word as *mut Option<Event<Y, R>>))
-                    .take()
-                    .unwrap_unchecked()
+                result.take().unwrap_unchecked()
             } else {
                 Event::Yield((*(word as *mut Option<Y>)).take().unwrap_unchecked())
             }
@@ -330,8 +338,12 @@ unsafe fn drop_in_place_erased<F>(p: *mut u8) {
     unsafe { ptr::drop_in_place(p.cast::<F>()) }
 }
 
-/// The root of every coroutine, called by the trampoline on first entry.
-/// Never returns: its last act is the switch that reports the result.
+/// The root of every coroutine, called by the trampoline on first entry. It
+/// writes the final event into the resumer's `result` slot and returns; the
+/// trampoline then switches to the link (`outer`), the resumer, for good. No
+/// frame of the coroutine runs after that switch, so nothing on its stack is
+/// read once it is finished (which also lets AddressSanitizer release the
+/// fiber's fake stack in the trampoline).
 unsafe extern "C" fn coroutine_main<F, I, Y, R>(arg: *mut c_void, transfer: usize)
 where
     F: FnOnce(&Yielder<I, Y>, I) -> R,
@@ -357,20 +369,15 @@ where
             Err(Box::new(ForcedUnwind) as Box<dyn Any + Send>)
         }
     };
-    let mut event: Option<Event<Y, R>> = Some(match outcome {
+    let event = match outcome {
         Ok(r) => Event::Return(r),
         Err(p) if p.is::<ForcedUnwind>() => Event::Unwound,
         Err(p) => Event::Panic(p),
-    });
-    // SAFETY: `shared` is this coroutine's block; the resumer is suspended in
-    // `outer`; `finished` tells it the slot's type.
+    };
+    // SAFETY: `shared` is this coroutine's block; `result` points to the
+    // resumer's `Option<Event<Y, R>>`, which lives until its switch returns.
     unsafe {
+        *(*shared).result.cast::<Option<Event<Y, R>>>() = Some(event);
         (*shared).finished = true;
-        arch::switch(
-            ptr::addr_of_mut!((*shared).inner),
-            ptr::addr_of_mut!((*shared).outer),
-            ptr::addr_of_mut!(event) as usize,
-        );
     }
-    crate::diag::fatal(&[b"a finished coroutine was resumed"])
 }
