@@ -42,8 +42,9 @@ SKIP=(
     gdb_backtrace                # tests/gdb.rs: runs gdb
     rounding_mode_is_per_context # tests/regs.rs: valgrind computes in round-to-nearest only
 )
-# Binaries not run under valgrind at all: they switch no stacks.
-SKIP_BINARIES=(header c_abi)
+# Binaries not run under valgrind at all: they switch no stacks (and
+# asm_notes only runs the assembler and binutils).
+SKIP_BINARIES=(header c_abi asm_notes)
 # C tests not run under valgrind: the install test runs no program of its
 # own. (The crash programs do run: memcheck reports no error for a
 # guard-page hit, an abort or the overflow handler, only the signal.)
