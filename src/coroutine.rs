@@ -104,13 +104,19 @@ pub struct Coroutine<'s, I, Y, R> {
     closure: *mut u8,
     drop_closure: unsafe fn(*mut u8),
     state: State,
-    _types: PhantomData<(fn(I) -> Y, fn() -> R, *mut ())>,
+    _types: CoroutineTypes<I, Y, R>,
 }
+
+/// Ties a coroutine to its value types and keeps it neither Send nor Sync
+/// (its stack may hold references to thread-local data).
+type CoroutineTypes<I, Y, R> = PhantomData<(fn(I) -> Y, fn() -> R, *mut ())>;
+/// The same for the yielder, which must stay on its coroutine's thread.
+type YielderTypes<I, Y> = PhantomData<(fn(Y) -> I, *mut ())>;
 
 /// Handed to the coroutine's closure: suspends the coroutine.
 pub struct Yielder<I, Y> {
     shared: *mut Shared,
-    _types: PhantomData<(fn(Y) -> I, *mut ())>,
+    _types: YielderTypes<I, Y>,
 }
 
 impl<I, Y> Yielder<I, Y> {
@@ -276,11 +282,18 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
         self.state = match event {
             Event::Yield(_) => State::Suspended,
             _ => {
-                self.stack.as_ref().map(|s| s.get().release());
+                self.release_stack();
                 State::Finished
             }
         };
         event
+    }
+
+    /// Marks the stack free for the next context once this one finished.
+    fn release_stack(&self) {
+        if let Some(holder) = &self.stack {
+            holder.get().release();
+        }
     }
 
     /// Whether the coroutine has finished (returned, panicked or unwound).
@@ -311,7 +324,7 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
                 // `closure` and never read.
                 unsafe { (self.drop_closure)(self.closure) };
                 self.state = State::Finished;
-                self.stack.as_ref().map(|s| s.get().release());
+                self.release_stack();
             }
             State::Suspended => match self.switch_in(Command::Unwind) {
                 Event::Unwound => {}

@@ -14,7 +14,6 @@
 //! `gdb-multiarch`) to qemu's gdb stub. Without the debugger they print why
 //! and pass.
 
-#[allow(dead_code)]
 mod common;
 
 use std::path::Path;

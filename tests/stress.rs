@@ -9,7 +9,6 @@
 //! build does (and asserts) a twentieth of that, and a run under qemu-user
 //! a quarter.
 
-#[allow(dead_code)]
 mod common;
 
 use core::ffi::c_void;
