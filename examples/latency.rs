@@ -475,6 +475,8 @@ fn uname() -> (String, String) {
     if unsafe { libc::uname(&mut u) } != 0 {
         return ("?".into(), "?".into());
     }
+    // c_char is i8 on x86_64 and u8 on aarch64.
+    #[allow(clippy::unnecessary_cast)]
     let field = |f: &[libc::c_char]| {
         let bytes: Vec<u8> = f
             .iter()
