@@ -182,47 +182,15 @@ fn build(name: &str, lang: Lang) -> Option<PathBuf> {
     slot.get_or_init(|| compile(name, lang)).clone()
 }
 
-/// The ELF machine (`e_machine`) of a file, if it is an ELF file.
-fn elf_machine(path: &Path) -> Option<u16> {
-    use std::io::Read;
-    let mut head = [0u8; 20];
-    std::fs::File::open(path).ok()?.read_exact(&mut head).ok()?;
-    if &head[..4] != b"\x7fELF" {
-        return None;
-    }
-    // EI_DATA: 1 = little endian, 2 = big endian.
-    let bytes = [head[18], head[19]];
-    Some(if head[5] == 2 {
-        u16::from_be_bytes(bytes)
-    } else {
-        u16::from_le_bytes(bytes)
-    })
-}
-
-/// The command prefix that runs a program built for the target: none when
-/// the host executes it natively, else `qemu-<arch> -L /usr/<arch>-linux-gnu`.
-///
-/// Inside this test binary `uname` and `/proc/self/exe` describe the target
-/// even under qemu-user, and a spawn that fails with ENOEXEC under qemu-user
-/// looks like an exit with status 127. The C compiler, though, is a host
-/// program: when its machine differs from the programs it builds, the host
-/// cannot run them.
+/// The command prefix that runs a program built for the target: none on a
+/// native host, else `qemu-<arch> -L /usr/<arch>-linux-gnu` (the same
+/// decision the other tests make, `common::emulator`);
+/// `UGREEN_TEST_RUNNER` overrides it.
 fn runner() -> &'static [String] {
     static RUNNER: OnceLock<Vec<String>> = OnceLock::new();
-    RUNNER.get_or_init(|| {
-        if let Ok(r) = std::env::var("UGREEN_TEST_RUNNER") {
-            return r.split_whitespace().map(str::to_owned).collect();
-        }
-        let host = which(&toolchain().cc).and_then(|cc| elf_machine(&cc));
-        let target = build("pingpong", Lang::C).and_then(|exe| elf_machine(&exe));
-        match (host, target) {
-            (Some(h), Some(t)) if h != t => vec![
-                format!("qemu-{ARCH}"),
-                "-L".to_owned(),
-                format!("/usr/{ARCH}-linux-gnu"),
-            ],
-            _ => Vec::new(),
-        }
+    RUNNER.get_or_init(|| match std::env::var("UGREEN_TEST_RUNNER") {
+        Ok(r) => r.split_whitespace().map(str::to_owned).collect(),
+        Err(_) => common::emulator().unwrap_or_default(),
     })
 }
 
