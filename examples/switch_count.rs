@@ -12,7 +12,10 @@
 //! * `swapcontext`: `n` one-way switches with glibc `swapcontext`;
 //! * `create-raw`: `n` times `RawContext::make` + swap in + return via link;
 //! * `create-coroutine`: `n` times `Coroutine::on_stack` + `resume` to the end;
-//! * `create-ucontext`: `n` times `getcontext` + `makecontext` + `swapcontext`.
+//! * `create-ucontext`: `n` times `getcontext` + `makecontext` + `swapcontext`;
+//! * `corosensei`, `create-corosensei`: the `coroutine` and
+//!   `create-coroutine` cases with corosensei 0.3 (`with_stack` on a reused
+//!   stack, then `into_stack`).
 
 use std::ffi::c_void;
 use std::hint::black_box;
@@ -77,6 +80,30 @@ fn coroutine(n: u64) {
         });
     for _ in 0..n / 2 {
         black_box(co.resume(()));
+    }
+}
+
+fn corosensei(n: u64) {
+    let stack =
+        corosensei::stack::DefaultStack::new(STACK_PAGES * ugreen::page_size()).expect("stack");
+    let mut co: corosensei::Coroutine<(), (), ()> =
+        corosensei::Coroutine::with_stack(stack, |y, ()| loop {
+            y.suspend(());
+        });
+    for _ in 0..n / 2 {
+        black_box(co.resume(()));
+    }
+}
+
+fn create_corosensei(n: u64) {
+    let mut stack = Some(
+        corosensei::stack::DefaultStack::new(STACK_PAGES * ugreen::page_size()).expect("stack"),
+    );
+    for _ in 0..n {
+        let mut co: corosensei::Coroutine<u32, (), u32> =
+            corosensei::Coroutine::with_stack(stack.take().unwrap(), |_, x: u32| x + 1);
+        black_box(co.resume(black_box(1)));
+        stack = Some(co.into_stack());
     }
 }
 
@@ -184,9 +211,11 @@ fn main() {
         "create-raw" => create_raw(n),
         "create-coroutine" => create_coroutine(n),
         "create-ucontext" => create_ucontext(n),
+        "corosensei" => corosensei(n),
+        "create-corosensei" => create_corosensei(n),
         _ => {
             eprintln!(
-                "usage: switch_count <asm|coroutine|swapcontext|create-raw|create-coroutine|create-ucontext> <n>"
+                "usage: switch_count <asm|coroutine|swapcontext|create-raw|create-coroutine|create-ucontext|corosensei|create-corosensei> <n>"
             );
             std::process::exit(2);
         }

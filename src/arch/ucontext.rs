@@ -121,3 +121,86 @@ pub(crate) unsafe fn init_frame(
         (*ctx).sp = uc.cast();
     }
 }
+
+// ------------------------------------------------- the coroutine switch
+
+/// One side of a coroutine: a raw context, and the word the trampoline
+/// clears when a coroutine made on it finishes (unused: the coroutine API
+/// keeps its own state).
+#[repr(C)]
+pub(crate) struct CoContext {
+    raw: RawContext,
+    done: usize,
+}
+
+impl CoContext {
+    pub(crate) const fn new() -> CoContext {
+        CoContext {
+            raw: RawContext::new(),
+            done: 0,
+        }
+    }
+}
+
+/// Bytes below `top` that `co_init` uses.
+pub(crate) const CO_RESERVE: usize = INIT_RESERVE;
+
+/// # Safety
+/// As for the assembly backend's `co_init`.
+pub(crate) unsafe fn co_init(
+    ctx: *mut CoContext,
+    link: *mut CoContext,
+    bottom: *mut u8,
+    top: *mut u8,
+    entry: EntryFn,
+) {
+    // SAFETY: the caller's contract; `link` starts with its raw context.
+    unsafe {
+        init_frame(
+            core::ptr::addr_of_mut!((*ctx).raw),
+            bottom,
+            top,
+            entry,
+            link.cast(),
+            link.cast(),
+            core::ptr::addr_of_mut!((*ctx).done),
+        )
+    }
+}
+
+/// # Safety
+/// As for the assembly backend's `co_resume`.
+pub(crate) unsafe fn co_resume(
+    outer: *mut CoContext,
+    inner: *mut CoContext,
+    transfer: usize,
+) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe {
+        switch(
+            core::ptr::addr_of_mut!((*outer).raw),
+            core::ptr::addr_of_mut!((*inner).raw),
+            transfer,
+        )
+    }
+}
+
+/// # Safety
+/// As for the assembly backend's `co_suspend`.
+pub(crate) unsafe fn co_suspend(
+    inner: *mut CoContext,
+    outer: *mut CoContext,
+    transfer: usize,
+) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe {
+        switch(
+            core::ptr::addr_of_mut!((*inner).raw),
+            core::ptr::addr_of_mut!((*outer).raw),
+            transfer,
+        )
+    }
+}
+
+/// Called first thing by a coroutine's entry function.
+pub(crate) fn co_entered() {}
