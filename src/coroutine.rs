@@ -225,19 +225,21 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + 's,
     {
-        let top = stack.top() as usize;
-        let bottom = top - stack.size();
+        let (bottom, top, page) = stack.bounds();
         // From the top down: Shared, the slot (closure, later the outcome),
-        // the initial frame, and at least a page to run in.
-        let shared_at = (top - size_of::<Shared>()) & !15;
+        // the initial frame, and at least a page to run in. The top is
+        // page-aligned, so for any alignment up to a page these are fixed
+        // offsets below it (folded at compile time).
         let slot_size = size_of::<F>().max(size_of::<Outcome<R>>());
         let slot_align = align_of::<F>().max(align_of::<Outcome<R>>()).max(16);
-        let slot_at = shared_at
-            .checked_sub(slot_size)
-            .map(|a| a & !(slot_align - 1));
-        let low = slot_at.and_then(|t| t.checked_sub(arch::CO_RESERVE + crate::page_size()));
-        let slot_at = match (slot_at, low) {
-            (Some(at), Some(low)) if low >= bottom => at,
+        let shared_off = (size_of::<Shared>() + 15) & !15;
+        let slot_off = shared_off
+            .checked_add(slot_size)
+            .and_then(|o| o.checked_add(slot_align - 1))
+            .map(|o| o & !(slot_align - 1));
+        let need = slot_off.and_then(|o| o.checked_add(arch::CO_RESERVE));
+        let slot_off = match (slot_off, need) {
+            (Some(off), Some(need)) if slot_align <= page && need <= top - bottom - page => off,
             _ => {
                 let e = MakeError::new(Error::InvalidSize, stack, size_of::<F>());
                 if PANIC {
@@ -246,6 +248,7 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
                 return Err(e);
             }
         };
+        let (shared_at, slot_at) = (top - shared_off, top - slot_off);
         if let Err(error) = stack.claim() {
             let e = MakeError::new(error, stack, size_of::<F>());
             if PANIC {
@@ -259,11 +262,8 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
         // below them the frame and a page remain; nothing else uses the
         // stack. `slot_at` is 16-aligned, as `co_init` needs of `top`.
         unsafe {
-            shared.write(Shared {
-                outer: arch::CoContext::new(),
-                inner: arch::CoContext::new(),
-                slot: slot_at as *mut u8,
-            });
+            // `outer` is written by every resume; `inner` by co_init.
+            ptr::addr_of_mut!((*shared).slot).write(slot_at as *mut u8);
             (slot_at as *mut F).write(f);
             arch::co_init(
                 ptr::addr_of_mut!((*shared).inner),

@@ -160,6 +160,14 @@ impl Stack {
         unsafe { self.bottom().add(self.usable) }
     }
 
+    /// `(bottom, top, page size)` with one read of the page size.
+    #[inline]
+    pub(crate) fn bounds(&self) -> (usize, usize, usize) {
+        let page = page_size();
+        let bottom = self.base.as_ptr() as usize + page;
+        (bottom, bottom + self.usable, page)
+    }
+
     /// The lower guard page: `[start, end)`.
     pub fn guard(&self) -> (usize, usize) {
         let start = self.base.as_ptr() as usize;

@@ -121,15 +121,6 @@ pub(crate) struct CoContext {
     bounds: core::cell::Cell<(usize, usize)>,
 }
 
-impl CoContext {
-    pub(crate) const fn new() -> CoContext {
-        CoContext {
-            sp: 0,
-            #[cfg(feature = "asan")]
-            bounds: core::cell::Cell::new((0, 0)),
-        }
-    }
-}
 
 /// Bytes below `top` that `co_init` uses.
 pub(crate) const CO_RESERVE: usize = frame::CO_RESERVE;

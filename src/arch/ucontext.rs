@@ -133,14 +133,6 @@ pub(crate) struct CoContext {
     done: usize,
 }
 
-impl CoContext {
-    pub(crate) const fn new() -> CoContext {
-        CoContext {
-            raw: RawContext::new(),
-            done: 0,
-        }
-    }
-}
 
 /// Bytes below `top` that `co_init` uses.
 pub(crate) const CO_RESERVE: usize = INIT_RESERVE;
