@@ -6,6 +6,9 @@
 //! switch_count <case> <n>
 //! ```
 //!
+//! Each case is a function of its own (never inlined), so every loop is
+//! compiled alike, without registers reserved by the code around it.
+//!
 //! Cases (`n` operations each):
 //! * `asm`: `n` one-way switches with `ugreen_context_swap` (C symbol), depth 0;
 //! * `coroutine`: `n` one-way switches with `Coroutine::resume`/`suspend`;
@@ -52,6 +55,7 @@ unsafe extern "C" fn asm_green(arg: *mut c_void, _transfer: usize) {
     }
 }
 
+#[inline(never)]
 fn asm(n: u64) {
     let stack = Stack::new(STACK_PAGES).expect("stack");
     let mut pair = Box::new(Pair {
@@ -73,6 +77,7 @@ fn asm(n: u64) {
     }
 }
 
+#[inline(never)]
 fn coroutine(n: u64) {
     let mut co: Coroutine<(), (), ()> =
         Coroutine::new(Stack::new(STACK_PAGES).expect("stack"), |y, ()| loop {
@@ -83,6 +88,7 @@ fn coroutine(n: u64) {
     }
 }
 
+#[inline(never)]
 fn corosensei(n: u64) {
     let stack =
         corosensei::stack::DefaultStack::new(STACK_PAGES * ugreen::page_size()).expect("stack");
@@ -95,6 +101,7 @@ fn corosensei(n: u64) {
     }
 }
 
+#[inline(never)]
 fn create_corosensei(n: u64) {
     let mut stack = Some(
         corosensei::stack::DefaultStack::new(STACK_PAGES * ugreen::page_size()).expect("stack"),
@@ -128,6 +135,7 @@ extern "C" fn uc_green() {
     }
 }
 
+#[inline(never)]
 fn swapcontext(n: u64) {
     let stack = Stack::new(STACK_PAGES).expect("stack");
     // SAFETY: ucontext_t is plain data; all-zero is a valid bit pattern.
@@ -156,6 +164,7 @@ fn swapcontext(n: u64) {
 
 unsafe extern "C" fn return_at_once(_arg: *mut c_void, _transfer: usize) {}
 
+#[inline(never)]
 fn create_raw(n: u64) {
     let stack = Stack::new(STACK_PAGES).expect("stack");
     let (mut main, mut green) = (Box::new(RawContext::new()), Box::new(RawContext::new()));
@@ -170,6 +179,7 @@ fn create_raw(n: u64) {
     }
 }
 
+#[inline(never)]
 fn create_coroutine(n: u64) {
     let mut stack = Stack::new(STACK_PAGES).expect("stack");
     for _ in 0..n {
@@ -180,6 +190,7 @@ fn create_coroutine(n: u64) {
 
 extern "C" fn uc_return_at_once() {}
 
+#[inline(never)]
 fn create_ucontext(n: u64) {
     let stack = Stack::new(STACK_PAGES).expect("stack");
     // SAFETY: ucontext_t is plain data; all-zero is a valid bit pattern.

@@ -41,29 +41,18 @@ enum Outcome<R> {
 /// The payload that unwinds a dropped coroutine's stack.
 struct ForcedUnwind;
 
-/// The two sides of a coroutine. Lives at the top of the coroutine's stack
-/// so its address never changes, whatever happens to the `Coroutine` value.
+/// What a coroutine's switches share. Lives at the top of the coroutine's
+/// stack so its address never changes, whatever happens to the `Coroutine`
+/// value.
 #[repr(C)]
 struct Shared {
-    /// Saved state of the resumer while the coroutine runs: the link. The
+    /// The link: the resumer's saved state while the coroutine runs. The
     /// first field: the trampoline finds it at the address the entry
     /// function receives.
-    outer: arch::CoContext,
-    /// Saved state of the coroutine while it is suspended.
-    inner: arch::CoContext,
+    link: arch::CoContext,
     /// The slot holding the closure until the first entry reads it, then
     /// the [`Outcome`] once the coroutine has finished.
     slot: *mut u8,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-#[repr(u8)]
-enum State {
-    /// Made, never resumed: the closure sits on the stack, unread.
-    Fresh,
-    Suspended,
-    Running,
-    Finished,
 }
 
 /// A coroutine: a closure running on its own [`Stack`], resumed with an `I`,
@@ -89,10 +78,15 @@ enum State {
 /// expects. The raw API ([`RawContext`](crate::RawContext)) keeps it per
 /// context.
 pub struct Coroutine<'s, I, Y, R> {
+    /// The coroutine's saved stack pointer while it is suspended (fresh or
+    /// not); 0 once it has finished, and while it runs.
+    sp: usize,
     shared: NonNull<Shared>,
+    /// The slot in `shared` (kept here too, so the switch needs no
+    /// register for `shared` across it).
+    slot: *mut u8,
     /// The stack's in-use flag, cleared when the coroutine finishes.
     live: NonNull<AtomicUsize>,
-    state: State,
     /// Drops the closure in the slot while `Fresh`.
     drop_closure: unsafe fn(*mut u8),
     /// The stack, when owned (dropped by `Drop`); a borrowed one is held by
@@ -129,10 +123,8 @@ impl<I, Y> Yielder<I, Y> {
         // coroutine is running, so `outer` holds its suspended resumer,
         // which moves `value` out before it can be resumed again.
         let word = unsafe {
-            let shared = self.shared;
             arch::co_suspend(
-                ptr::addr_of_mut!((*shared).inner),
-                ptr::addr_of_mut!((*shared).outer),
+                ptr::addr_of_mut!((*self.shared).link),
                 ptr::addr_of!(value) as usize,
             )
         };
@@ -143,6 +135,12 @@ impl<I, Y> Yielder<I, Y> {
         // does not use again (see `Coroutine::resume`).
         unsafe { ptr::read(word as *const I) }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn resume_misuse() -> ! {
+    panic!("ugreen: resume of a coroutine that has finished (or is running)")
 }
 
 #[cold]
@@ -228,7 +226,7 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
         let (bottom, top, page) = stack.bounds();
         // From the top down: Shared, the slot (closure, later the outcome),
         // the initial frame, and at least a page to run in. The top is
-        // page-aligned, so for any alignment up to a page these are fixed
+        // page-aligned, so for any alignment up to 4 KiB these are fixed
         // offsets below it (folded at compile time).
         let slot_size = size_of::<F>().max(size_of::<Outcome<R>>());
         let slot_align = align_of::<F>().max(align_of::<Outcome<R>>()).max(16);
@@ -239,7 +237,8 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
             .map(|o| o & !(slot_align - 1));
         let need = slot_off.and_then(|o| o.checked_add(arch::CO_RESERVE));
         let slot_off = match (slot_off, need) {
-            (Some(off), Some(need)) if slot_align <= page && need <= top - bottom - page => off,
+            // Every page size is at least 4 KiB.
+            (Some(off), Some(need)) if slot_align <= 4096 && need <= top - bottom - page => off,
             _ => {
                 let e = MakeError::new(Error::InvalidSize, stack, size_of::<F>());
                 if PANIC {
@@ -261,23 +260,23 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
         // the claimed stack (checked above), aligned for their types, and
         // below them the frame and a page remain; nothing else uses the
         // stack. `slot_at` is 16-aligned, as `co_init` needs of `top`.
-        unsafe {
-            // `outer` is written by every resume; `inner` by co_init.
+        let sp = unsafe {
+            // The link is written by every resume.
             ptr::addr_of_mut!((*shared).slot).write(slot_at as *mut u8);
             (slot_at as *mut F).write(f);
             arch::co_init(
-                ptr::addr_of_mut!((*shared).inner),
-                ptr::addr_of_mut!((*shared).outer),
+                ptr::addr_of_mut!((*shared).link),
                 bottom as *mut u8,
                 slot_at as *mut u8,
                 coroutine_main::<F, I, Y, R>,
-            );
-        }
+            )
+        };
         Ok(Coroutine {
+            sp,
+            slot: slot_at as *mut u8,
             // SAFETY: derived from a non-zero stack address.
             shared: unsafe { NonNull::new_unchecked(shared) },
             live: NonNull::from(&stack.meta().live),
-            state: State::Fresh,
             drop_closure: drop_in_place_erased::<F>,
             owned: ManuallyDrop::new(None),
             _borrow: PhantomData,
@@ -292,17 +291,10 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
     /// panic if the coroutine panics.
     #[inline]
     pub fn resume(&mut self, input: I) -> CoroutineResult<Y, R> {
-        if self.state >= State::Running {
-            self.resume_misuse();
-        }
-        self.state = State::Running;
         let input = ManuallyDrop::new(input);
-        // SAFETY: the coroutine is suspended (Fresh or Suspended), its stack
-        // is alive (held by self), and `shared` never moves. The coroutine
-        // moves `input` out before it switches back.
+        // SAFETY: the coroutine moves `input` out before it switches back.
         let word = unsafe { self.switch_in(ptr::addr_of!(input) as usize) };
         if word != 0 {
-            self.state = State::Suspended;
             // SAFETY: the coroutine passed the address of its yielded value,
             // which it does not use again.
             CoroutineResult::Yield(unsafe { ptr::read(word as *const Y) })
@@ -319,39 +311,36 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
         }
     }
 
+    /// Switches into the coroutine with `word` (0: unwind); returns the word
+    /// it passes back (0: finished).
+    ///
     /// # Safety
-    /// The coroutine is suspended; `word` is 0 or what it expects.
+    /// `word` is 0 or the address of an `I` that the coroutine may move out.
     #[inline(always)]
     unsafe fn switch_in(&mut self, word: usize) -> usize {
-        let shared = self.shared.as_ptr();
-        // SAFETY: the caller's contract.
-        unsafe {
-            arch::co_resume(
-                ptr::addr_of_mut!((*shared).outer),
-                ptr::addr_of_mut!((*shared).inner),
-                word,
-            )
+        let sp = self.sp;
+        if sp == 0 {
+            resume_misuse();
         }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn resume_misuse(&self) -> ! {
-        if self.state == State::Finished {
-            panic!("ugreen: resume of a coroutine that has finished")
-        }
-        panic!("ugreen: resume of a coroutine that is running")
+        // Not resumable while it runs.
+        self.sp = 0;
+        // SAFETY: `sp` is the saved state of the suspended coroutine, whose
+        // stack is alive (held by self); `shared` never moves; the caller's
+        // contract.
+        let (word, sp) =
+            unsafe { arch::co_resume(ptr::addr_of_mut!((*self.shared.as_ptr()).link), sp, word) };
+        self.sp = sp;
+        word
     }
 
     /// Takes the outcome of a coroutine that has just finished, and frees
     /// its stack for the next context.
     #[inline]
     fn finish(&mut self) -> Outcome<R> {
-        self.state = State::Finished;
         self.release_stack();
         // SAFETY: the coroutine wrote its outcome into the slot before its
         // final switch; it is read once, here.
-        unsafe { ptr::read((*self.shared.as_ptr()).slot.cast::<Outcome<R>>()) }
+        unsafe { ptr::read(self.slot.cast::<Outcome<R>>()) }
     }
 
     /// Marks the stack free for the next context once this one finished.
@@ -364,12 +353,15 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
 
     /// Whether the coroutine has finished (returned, panicked or unwound).
     pub fn is_finished(&self) -> bool {
-        self.state == State::Finished
+        self.sp == 0
     }
 
     /// Whether the coroutine has been resumed at least once.
     pub fn is_started(&self) -> bool {
-        self.state != State::Fresh
+        // SAFETY: a non-zero `sp` is the suspended coroutine's, whose stack
+        // self keeps alive.
+        self.sp == 0
+            || !unsafe { arch::co_is_fresh(ptr::addr_of!((*self.shared.as_ptr()).link), self.sp) }
     }
 
     /// Finishes the coroutine (unwinding it if suspended) and returns its
@@ -388,40 +380,38 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
 
     #[inline(never)]
     fn force_finish(&mut self) {
-        match self.state {
-            State::Finished | State::Running => {}
-            State::Fresh => {
-                // Finished before the closure is dropped: a capture whose
-                // destructor panics must not get the closure dropped again
-                // by the `Drop` that the unwind runs.
-                self.state = State::Finished;
-                self.release_stack();
-                // SAFETY: a fresh coroutine's closure was written to the
-                // slot and never read; the state now says it is gone.
-                unsafe { (self.drop_closure)((*self.shared.as_ptr()).slot) };
-            }
-            State::Suspended => {
-                self.state = State::Running;
-                // SAFETY: the coroutine is suspended in `Yielder::suspend`,
-                // which takes 0 as the order to unwind.
-                if unsafe { self.switch_in(0) } != 0 {
-                    crate::diag::fatal(&[
-                        b"a dropped coroutine suspended again while its stack was being unwound \
-                          (a catch_unwind inside it swallowed the unwind)",
-                    ]);
-                }
-                // Unwound, or returned normally (it caught the unwind), or
-                // panicked during the unwind: either way it has finished.
-                drop(self.finish());
-            }
+        if self.sp == 0 {
+            return;
         }
+        if !self.is_started() {
+            // Finished before the closure is dropped: a capture whose
+            // destructor panics must not get the closure dropped again by
+            // the `Drop` that the unwind runs.
+            self.sp = 0;
+            self.release_stack();
+            // SAFETY: a fresh coroutine's closure was written to the slot and
+            // never read; `sp` now says it is gone.
+            unsafe { (self.drop_closure)(self.slot) };
+            return;
+        }
+        // SAFETY: the coroutine is suspended in `Yielder::suspend`, which
+        // takes 0 as the order to unwind.
+        if unsafe { self.switch_in(0) } != 0 {
+            crate::diag::fatal(&[
+                b"a dropped coroutine suspended again while its stack was being unwound \
+                  (a catch_unwind inside it swallowed the unwind)",
+            ]);
+        }
+        // Unwound, or returned normally (it caught the unwind), or panicked
+        // during the unwind: either way it has finished.
+        drop(self.finish());
     }
 }
 
 impl<I, Y, R> Drop for Coroutine<'_, I, Y, R> {
     #[inline]
     fn drop(&mut self) {
-        if self.state != State::Finished {
+        if self.sp != 0 {
             self.force_finish();
         }
         if self.owned.is_some() {
@@ -470,13 +460,13 @@ unsafe fn drop_in_place_erased<F>(p: *mut u8) {
 /// coroutine runs after that switch, so nothing on its stack is read once
 /// it is finished (which also lets AddressSanitizer release the fiber's
 /// fake stack in the trampoline).
-unsafe extern "C" fn coroutine_main<F, I, Y, R>(arg: *mut c_void, transfer: usize)
+unsafe extern "C" fn coroutine_main<F, I, Y, R>(transfer: usize, arg: *mut c_void)
 where
     F: FnOnce(&Yielder<I, Y>, I) -> R,
 {
     arch::co_entered();
     let shared = arg.cast::<Shared>();
-    // SAFETY: `arg` is this coroutine's Shared block, whose slot holds the
+    // SAFETY: `arg` (the link, the first field) is this coroutine's Shared block, whose slot holds the
     // F written by `with_holder`, read once here.
     let slot = unsafe { (*shared).slot };
     // SAFETY: as above.

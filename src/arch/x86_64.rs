@@ -80,52 +80,54 @@ pub(super) struct CoFrame {
 // The two directions of a coroutine switch are a call and a return, as the
 // return-address predictor expects: `co_resume` calls into the coroutine
 // (`call` to its resume address), `co_suspend` returns to the resumer
-// (`ret` to the address that `call` pushed).
+// (`ret` to the address that `call` pushed). The coroutine's saved stack
+// pointer travels in rsi (the resumer keeps it); the resumer's is stored in
+// the link.
 
-/// Resumes the coroutine whose saved stack pointer is `*inner`, passing
-/// `transfer` (rdi); saves the resumer's stack pointer into `*outer`.
-/// Returns the word passed by the coroutine's next `co_suspend`, or 0 when
-/// its entry function returned.
+/// Resumes the coroutine whose saved stack pointer is `sp`, passing
+/// `transfer` (rdi); saves the resumer's stack pointer into `*link`.
+/// Returns the word and the stack pointer passed by the coroutine's next
+/// `co_suspend`, or (0, 0) when its entry function returned.
 ///
 /// # Safety
-/// `*inner` is the saved stack pointer of a suspended coroutine (written by
-/// `co_suspend` or `co_frame`) on a stack that is still mapped; `outer` is
+/// `sp` is the saved stack pointer of a suspended coroutine (returned by
+/// `co_suspend` or `co_frame`) on a stack that is still mapped; `link` is
 /// its link, writable, and stays valid until the coroutine switches back.
 #[inline(always)]
-pub(super) unsafe fn co_resume(outer: *mut usize, inner: *const usize, transfer: usize) -> usize {
-    let out: usize;
+pub(super) unsafe fn co_resume(link: *mut usize, sp: usize, transfer: usize) -> (usize, usize) {
+    let (word, sp_out): (usize, usize);
     // SAFETY: the caller's contract. The coroutine side saves the stack
     // pointer (pointing at the return address, with rbx and rbp above it)
-    // into `*outer` and comes back with `ret`; the block then restores rbx
+    // into `*link` and comes back with `ret`; the block then restores rbx
     // and rbp. Everything else is declared clobbered.
     unsafe {
         core::arch::asm!(
             "push rbp",                 // CoFrame.rbp
             "push rbx",                 // CoFrame.rbx
-            "call [rdx]",               // CoFrame.resume; rsi = outer, rdx = inner sp
+            "call [rdx]",               // CoFrame.resume; rsi = link, rdx = sp
             "pop rbx",
             "pop rbp",
-            inlateout("rdi") transfer => out,
-            in("rsi") outer,
-            in("rdx") *inner,
+            inlateout("rdi") transfer => word,
+            inlateout("rsi") link => sp_out,
+            in("rdx") sp,
             lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
             clobber_abi("sysv64"),
         );
     }
-    out
+    (word, sp_out)
 }
 
 /// Suspends the running coroutine: saves its rbx, rbp and resume address
-/// on its stack and its stack pointer into `*inner`, then returns to the
-/// resumer saved in `*outer`, passing `transfer` (rdi). Returns the word
-/// passed by the next `co_resume` (which enters at `2:` with rsi = its
-/// `outer`, rdx = this frame).
+/// on its stack, and returns to the resumer saved in `*link`, passing
+/// `transfer` (rdi) and its stack pointer (rsi). Returns the word passed by
+/// the next `co_resume` (which enters at `2:` with rsi = the link, rdx =
+/// this frame).
 ///
 /// # Safety
-/// Runs on the coroutine's stack; `*outer` is the resumer saved by the
+/// Runs on the coroutine's stack; `*link` is the resumer saved by the
 /// `co_resume` that entered the coroutine.
 #[inline(always)]
-pub(super) unsafe fn co_suspend(inner: *mut usize, outer: *const usize, transfer: usize) -> usize {
+pub(super) unsafe fn co_suspend(link: *const usize, transfer: usize) -> usize {
     let out: usize;
     // SAFETY: the caller's contract. When resumed, the block restores rsp,
     // rbx and rbp as they were; everything else is declared clobbered.
@@ -135,17 +137,16 @@ pub(super) unsafe fn co_suspend(inner: *mut usize, outer: *const usize, transfer
             "push rbx",                 // CoFrame.rbx
             "lea rax, [rip + 2f]",
             "push rax",                 // CoFrame.resume
-            "mov [rsi], rsp",           // *inner = this frame
+            "mov rsi, rsp",             // this frame, for the resumer
             "mov rsp, [rdx]",           // the resumer's frame
             "ret",                      // to the resumer's `call`
             "2:",                       // entered by `call [rdx]` of co_resume
-            "mov [rsi], rsp",           // *outer = the resumer's frame
+            "mov [rsi], rsp",           // *link = the resumer's frame
             "lea rsp, [rdx + 8]",       // this frame, past CoFrame.resume
             "pop rbx",                  // CoFrame.rbx
             "pop rbp",                  // CoFrame.rbp
             inlateout("rdi") transfer => out,
-            inlateout("rsi") inner => _,
-            inlateout("rdx") outer => _,
+            inlateout("rdx") link => _,
             lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
             clobber_abi("sysv64"),
         );
@@ -153,21 +154,38 @@ pub(super) unsafe fn co_suspend(inner: *mut usize, outer: *const usize, transfer
     out
 }
 
-/// The frame of a coroutine that has never run, and the stack pointer to
-/// save for it, for a stack whose usable part ends at `top` (16-aligned):
+/// Whether `sp`, a saved coroutine stack pointer, is that of a coroutine
+/// that has never run (its frame resumes at the trampoline).
+///
+/// # Safety
+/// `sp` is a saved coroutine stack pointer on a mapped stack.
+#[inline]
+pub(super) unsafe fn co_is_fresh(sp: usize) -> bool {
+    // SAFETY: the caller's contract: a CoFrame lies at `sp`.
+    unsafe { (*(sp as *const CoFrame)).resume == trampoline() }
+}
+
+/// Writes the frame of a coroutine that has never run below `top` (the end
+/// of its stack's usable part, 16-aligned) and returns its saved stack
+/// pointer:
 /// the first `co_resume` calls the trampoline, which pops entry into rbx
 /// and the link into rbp, leaving rsp 16-byte aligned.
-pub(super) fn co_frame(top: usize, entry: usize, link: usize) -> (usize, CoFrame) {
+///
+/// # Safety
+/// `[top - CO_RESERVE, top)` is writable memory owned by the new coroutine.
+#[inline]
+pub(super) unsafe fn co_frame(top: usize, entry: usize, link: usize) -> usize {
     let sp = top - CO_RESERVE;
     debug_assert_eq!((sp + size_of::<CoFrame>()) % 16, 0);
-    (
-        sp,
-        CoFrame {
-            resume: ugreen_internal_coroutine_trampoline as *const () as usize,
-            rbx: entry,
-            rbp: link,
-        },
-    )
+    let frame = sp as *mut CoFrame;
+    // SAFETY: the caller's contract; only the fields that the first resume
+    // reads are written.
+    unsafe {
+        core::ptr::addr_of_mut!((*frame).resume).write(trampoline());
+        core::ptr::addr_of_mut!((*frame).rbx).write(entry);
+        core::ptr::addr_of_mut!((*frame).rbp).write(link);
+    }
+    sp
 }
 
 /// Bytes below `top` used by a new coroutine's frame: the frame, placed so
@@ -181,8 +199,15 @@ const _: () = {
     assert!((CO_RESERVE - size_of::<CoFrame>()) % 16 == 0);
 };
 
-extern "C" {
-    fn ugreen_internal_coroutine_trampoline();
+/// The address of the coroutine trampoline (below). Declared inside a
+/// function so that cbindgen, which lists the crate's `extern "C"` blocks in
+/// include/ugreen.h, does not see it.
+#[inline(always)]
+fn trampoline() -> usize {
+    extern "C" {
+        fn ugreen_internal_coroutine_trampoline();
+    }
+    ugreen_internal_coroutine_trampoline as *const () as usize
 }
 
 /// With the `asan` feature, the ending coroutine announces the switch to its
@@ -209,8 +234,8 @@ macro_rules! co_exit_asan {
 
 // Entry of a new coroutine, called by its first `co_resume` (rsi = link,
 // rdx = the initial frame, rdi = transfer). Switches to the coroutine's
-// stack like `2:` of `co_suspend`, then calls entry(link, transfer); when
-// entry returns, returns to the resumer for good, passing 0.
+// stack like `2:` of `co_suspend`, then calls entry(transfer, link); when
+// entry returns, returns to the resumer for good, passing (0, 0).
 //
 // CFI: this frame's caller is the resumer, suspended in its `co_resume`:
 // CFA = *link + size_of::<CoFrame>() (the resumer's rsp once its frame is
@@ -234,12 +259,11 @@ core::arch::global_asm!(
     "lea rsp, [rdx + 8]",               // the initial frame, past CoFrame.resume
     "pop rbx",                          // CoFrame.rbx: entry
     "pop rbp",                          // CoFrame.rbp: link
-    "mov rsi, rdi",                     // transfer
-    "mov rdi, rbp",                     // arg = link
-    "call rbx",                         // entry(link, transfer)
+    "call rbx",                         // entry(rdi = transfer, rsi = link)
     co_exit_asan!(),
     "mov rsp, [rbp]",                   // the resumer's frame
     "xor edi, edi",                     // transfer 0: finished
+    "xor esi, esi",                     // no stack pointer to resume
     "ret",                              // to the resumer's `call`
     ".cfi_endproc",
     ".size ugreen_internal_coroutine_trampoline, . - ugreen_internal_coroutine_trampoline",

@@ -226,9 +226,9 @@ unsafe extern "C" fn entry_shim(arg: *mut c_void, transfer: usize) {
 
 // ------------------------------------------------- the coroutine switch
 //
-// The same annotations for the coroutine switch (`CoContext`), whose bounds
-// live in the context itself: those of the stack it was made on, or those
-// of the stack it was running on when a switch saved it.
+// The same annotations for the coroutine switch, whose bounds live in the
+// coroutine's link (`CoContext`): those of its own stack, and those of the
+// stack its resumer was running on when it resumed the coroutine.
 
 /// The annotated coroutine switch: `switch` performs the switch itself.
 ///
@@ -257,12 +257,12 @@ pub(super) unsafe fn around_switch<R>(
 ///
 /// # Safety
 /// `[bottom, top)` is the new context's stack, owned by it.
-pub(super) unsafe fn co_prepare(ctx: *mut CoContext, bottom: *mut u8, top: *mut u8) {
+pub(super) unsafe fn co_prepare(link: *mut CoContext, bottom: *mut u8, top: *mut u8) {
     let size = top as usize - bottom as usize;
     // SAFETY: the caller's contract.
     unsafe {
         unpoison(bottom.cast(), size);
-        (*ctx).bounds.set((bottom as usize, size));
+        (*link).co_bounds.set((bottom as usize, size));
     }
 }
 
