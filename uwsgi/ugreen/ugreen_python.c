@@ -7,7 +7,9 @@
  * 1. The GIL. uWSGI enables threads, so a core that suspends from Python code
  *    holds the GIL; the next core to enter Python would block on it forever. A
  *    core therefore releases the GIL before it switches to main (when it holds it)
- *    and takes it back when it is resumed.
+ *    and takes it back when it is resumed. uWSGI before 2.0.27 without
+ *    --enable-threads is different: its python plugin never releases or takes the
+ *    GIL (the worker's thread holds it all the time), so neither does this code.
  *
  * 2. Thread-state fields that CPython treats as a strict stack but that green
  *    threads would interleave:
@@ -120,6 +122,7 @@ struct ug_pycore {
 
 static struct {
 	int on;
+	int gil_fixed;            /* the worker's thread holds the GIL all the time */
 	int main_took;            /* main took the GIL for a switch and must release it */
 	PyThreadState *main_ts;   /* the worker's main-interpreter thread state */
 	int ncores;
@@ -180,7 +183,7 @@ static inline int ug_gil_take(struct ug_pycore *c, int core) {
 	return 1;
 }
 
-void ugreen_py_setup(int ncores) {
+void ugreen_py_setup(int ncores, int has_threads) {
 	if (!Py_IsInitialized || !Py_IsInitialized())
 		return;
 
@@ -204,6 +207,7 @@ void ugreen_py_setup(int ncores) {
 		exit(1);
 	}
 	PyObject_GetArenaAllocator(&ugpy.arena);
+	ugpy.gil_fixed = !has_threads;
 	ugpy.on = 1;
 }
 
@@ -234,7 +238,7 @@ void ugreen_py_main_take(void) {
 }
 
 void ugreen_py_main_release(void) {
-	if (!ugpy.on || !ugpy.main_took)
+	if (!ugpy.on || !ugpy.main_took || ugpy.gil_fixed)
 		return;
 	ugpy.main_took = 0;
 	PyEval_SaveThread();
@@ -278,10 +282,11 @@ void ugreen_py_request_begin(int core) {
 	fields_load(ts, &fresh);
 	c->active = 1;
 
-	/* the request handler takes the GIL itself */
+	/* the request handler takes the GIL itself (unless it is held all the time) */
 	(void) took;
 	ugpy.main_took = 0;
-	PyEval_SaveThread();
+	if (!ugpy.gil_fixed)
+		PyEval_SaveThread();
 }
 
 void ugreen_py_request_end(int core) {
@@ -363,8 +368,9 @@ void ugreen_py_core_release(int core) {
 
 void uwsgi_log(const char *, ...);
 
-void ugreen_py_setup(int ncores) {
+void ugreen_py_setup(int ncores, int has_threads) {
 	(void) ncores;
+	(void) has_threads;
 	int (*initialized)(void) = (int (*)(void)) dlsym(RTLD_DEFAULT, "Py_IsInitialized");
 	if (initialized && initialized()) {
 		uwsgi_log("[ugreen] this plugin was built without Python support but the process runs CPython: Python green threads would deadlock on the GIL; rebuild the plugin with the Python headers available\n");

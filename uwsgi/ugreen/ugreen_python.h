@@ -8,8 +8,11 @@
 #define UGREEN_PY_HIDDEN __attribute__((visibility("hidden")))
 
 /* Called once per worker, before its first switch: detects CPython and checks that
-   it is the version this plugin was compiled for (stops the worker otherwise). */
-UGREEN_PY_HIDDEN void ugreen_py_setup(int ncores);
+   it is the version this plugin was compiled for (stops the worker otherwise).
+   has_threads is uwsgi.has_threads: when 0 (uWSGI < 2.0.27 without
+   --enable-threads) the python plugin never releases the GIL, and neither do
+   these hooks. */
+UGREEN_PY_HIDDEN void ugreen_py_setup(int ncores, int has_threads);
 
 /* Whether the per-core state below includes the frame pointer and recursion
    counters, so the python plugin's own suspend/resume hooks (which save and
