@@ -36,7 +36,13 @@ for v in "${versions[@]}"; do
 			summary+=("CPython $v: skipped (not installed in $PYENV_ROOT/versions)")
 			continue
 		fi
-		PYTHON="$py" "$REPO/uwsgi/install-deps.sh" >/dev/null || { summary+=("CPython $v: install-deps.sh failed"); rc=1; continue; }
+		mkdir -p "$out"
+		if ! PYTHON="$py" "$REPO/uwsgi/install-deps.sh" > "$out/install-deps.log" 2>&1; then
+			tail -20 "$out/install-deps.log"
+			summary+=("CPython $v: uwsgi/install-deps.sh failed (see $out/install-deps.log)")
+			rc=1
+			continue
+		fi
 		;;
 	esac
 	echo "==> CPython $v: building uWSGI and the plugin into $out"
