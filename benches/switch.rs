@@ -16,12 +16,8 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use ugreen::ffi::ugreen_context_swap;
 use ugreen::{Coroutine, CoroutineResult, RawContext, Stack};
-
-extern "C" {
-    /// The switch through its exported C symbol, as C calls it.
-    fn ugreen_context_swap(from: *mut RawContext, to: *mut RawContext);
-}
 
 const STACK_PAGES: usize = 16;
 

@@ -38,14 +38,8 @@ use std::ptr::{self, addr_of_mut};
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::Instant;
 
+use ugreen::ffi::ugreen_context_swap;
 use ugreen::{Coroutine, CoroutineResult, RawContext, Stack};
-
-extern "C" {
-    /// The switch through its exported C symbol, as C calls it: the
-    /// assembly routine itself (with the `ucontext` or `asan` feature, the
-    /// library's wrapper exported under the same name).
-    fn ugreen_context_swap(from: *mut RawContext, to: *mut RawContext);
-}
 
 /// Usable pages of every stack used here.
 const STACK_PAGES: usize = 16;

@@ -26,12 +26,7 @@ use std::mem::MaybeUninit;
 use std::ptr::{self, addr_of_mut};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-extern "C" {
-    /// The switch through its exported C symbol, as C calls it: the
-    /// assembly routine itself (with the `ucontext` or `asan` feature, the
-    /// library's wrapper exported under the same name).
-    fn ugreen_context_swap(from: *mut RawContext, to: *mut RawContext);
-}
+use ugreen::ffi::ugreen_context_swap;
 use ugreen::{Coroutine, RawContext, Stack};
 
 const STACK_PAGES: usize = 16;
