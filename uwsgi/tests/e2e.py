@@ -264,6 +264,36 @@ def test_isolation_external_plugin(opts):
     return isolation('isolation-external', UWSGI_BASE, PLUGIN_SO)
 
 
+def threadlocal(name, binary, plugin):
+    args = ['--master', '--processes', '1', '--async', '30', '--ugreen',
+            '--wsgi-file', os.path.join(APPS, 'threadlocal_app.py')]
+    with Server(name, binary, args, plugin=plugin) as srv:
+        nreq = 1000
+
+        def one(tag):
+            status, body = http_get(srv.port, '/?tag=%d' % tag)
+            if status != 200 or body != 'ok:%d' % tag:
+                raise TestFailure('status %d body %r' % (status, body))
+        _, errors = run_clients(30, list(range(nreq)), one, timeout=120)
+        if errors:
+            raise TestFailure('%d errors, first: %s\nlog:\n%s' % (len(errors), errors[:3], srv.log_tail()))
+        status, body = http_get(srv.port, '/freed')
+        if body != 'freed:%d:alive:0' % nreq:
+            raise TestFailure('objects kept in thread-locals after their requests ended: %r (expected freed:%d:alive:0)'
+                              % (body, nreq))
+        srv.assert_no_worker_death()
+        return ('%d requests from 30 clients: threading.local (module-level, subclass, short-lived) per request, '
+                'fresh for each request, its data freed when the request ends' % nreq)
+
+
+def test_threadlocal_embedded(opts):
+    return threadlocal('threadlocal-embedded', UWSGI_EMBEDDED, None)
+
+
+def test_threadlocal_external_plugin(opts):
+    return threadlocal('threadlocal-external', UWSGI_BASE, PLUGIN_SO)
+
+
 def test_chat_bottle(opts):
     users, per_user = 30, 5
     args = ['--master', '--processes', '1', '--async', '64', '--ugreen',
@@ -512,6 +542,8 @@ TESTS = [
     test_chat_bottle,
     test_psycopg2_postgres,
     test_stack_overflow_respawn,
+    test_threadlocal_embedded,
+    test_threadlocal_external_plugin,
 ]
 
 

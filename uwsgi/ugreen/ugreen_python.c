@@ -66,6 +66,7 @@ void uwsgi_log(const char *, ...);
 #pragma weak PyGILState_GetThisThreadState
 #pragma weak PyThread_get_thread_ident
 #pragma weak PyObject_GetArenaAllocator
+#pragma weak PyThreadState_New
 #pragma weak _Py_Dealloc
 #if PY_VERSION_HEX >= 0x030D0000
 #pragma weak PyThreadState_GetUnchecked
@@ -110,6 +111,7 @@ struct ug_pyfields {
 
 struct ug_pycore {
 	PyThreadState *ts;        /* the thread state the fields below belong to */
+	PyThreadState *shadow;    /* holds the switched-out side's thread-locals (locals_swap) */
 	int active;               /* a request with per-core state runs on this core */
 	int held;                 /* the core held the GIL when it switched to main */
 	struct ug_pyfields core;  /* the core's fields while it is switched out */
@@ -153,6 +155,51 @@ static inline void fields_load(PyThreadState *ts, const struct ug_pyfields *f) {
 #endif
 	/* contextvars cache their lookups per (context, version) */
 	ts->context_ver++;
+}
+
+/*
+ * threading.local per green thread. CPython's _thread._local keys the data of a
+ * thread on fields of its PyThreadState:
+ *   3.11, 3.12: tstate->dict holds, under a "_thread._local.<address>" string key,
+ *               one small object per local whose dict is that thread's data;
+ *               when a local dies, it deletes its key from the dict of every
+ *               thread state of the interpreter;
+ *   3.13+:      tstate->threading_local_key (the key of the thread's data in every
+ *               local) and tstate->threading_local_sentinel (whose death removes
+ *               that data from every local).
+ * tstate->dict is also what C code gets from PyThreadState_GetDict(). All of them
+ * are created lazily at first use.
+ * Each core owns one more thread state, the core's "shadow", created once and never
+ * run: it stores these fields of whichever side is switched out (main's while the
+ * core runs, the core's while the core is suspended), so that every such dict stays
+ * reachable from a thread state of the interpreter (3.11/3.12 delete a dying local's
+ * key from all of them: an address reused by a new local never finds stale data).
+ * A switch exchanges the fields between the running thread state and the shadow;
+ * a request starts with none (created at first use) and its own are released when
+ * it ends.
+ */
+static inline void locals_swap(PyThreadState *ts, PyThreadState *shadow) {
+	PyObject *t = ts->dict;
+	ts->dict = shadow->dict;
+	shadow->dict = t;
+#if PY_VERSION_HEX >= 0x030D0000
+	t = ts->threading_local_key;
+	ts->threading_local_key = shadow->threading_local_key;
+	shadow->threading_local_key = t;
+	t = ts->threading_local_sentinel;
+	ts->threading_local_sentinel = shadow->threading_local_sentinel;
+	shadow->threading_local_sentinel = t;
+#endif
+}
+
+/* Releases the locals kept in the shadow, in the order PyThreadState_Clear() does
+   (finalizers and weakref callbacks may run Python code: GIL held). */
+static inline void locals_release(PyThreadState *shadow) {
+#if PY_VERSION_HEX >= 0x030D0000
+	Py_CLEAR(shadow->threading_local_key);
+	Py_CLEAR(shadow->threading_local_sentinel);
+#endif
+	Py_CLEAR(shadow->dict);
 }
 
 /* The thread state this OS thread runs with the GIL held, or NULL. */
@@ -204,6 +251,32 @@ void ugreen_py_setup(int ncores) {
 		exit(1);
 	}
 	PyObject_GetArenaAllocator(&ugpy.arena);
+
+	/* the shadow thread states: created with the GIL held */
+	int took = 0;
+	PyThreadState *held = ug_held_tstate();
+	if (!held) {
+		PyEval_RestoreThread(ugpy.main_ts);
+		took = 1;
+	}
+	else if (held != ugpy.main_ts) {
+		ug_py_fatal_subinterpreter(0);
+	}
+	int i;
+	for (i = 0; i < ncores; i++) {
+		PyThreadState *shadow = PyThreadState_New(ugpy.main_ts->interp);
+		if (!shadow) {
+			uwsgi_log("[ugreen] unable to create a Python thread state for core %d\n", i);
+			exit(1);
+		}
+		/* never run by any thread: keep it out of PyThreadState_SetAsyncExc()
+		   and of the tables keyed by thread id */
+		shadow->thread_id = 0;
+		shadow->native_thread_id = 0;
+		ugpy.cores[i].shadow = shadow;
+	}
+	if (took)
+		PyEval_SaveThread();
 	ugpy.on = 1;
 }
 
@@ -276,6 +349,9 @@ void ugreen_py_request_begin(int core) {
 	fresh.c_recursion = ts->UG_C_RECURSION;
 #endif
 	fields_load(ts, &fresh);
+	/* the shadow holds none (released at the end of the previous request): the
+	   request starts without thread-locals, main's go to the shadow */
+	locals_swap(ts, c->shadow);
 	c->active = 1;
 
 	/* the request handler takes the GIL itself */
@@ -307,11 +383,13 @@ void ugreen_py_request_end(int core) {
 	PyObject *ctx = ts->context;
 
 	fields_load(ts, &c->main);
+	locals_swap(ts, c->shadow);
 	c->active = 0;
 
 	/* released with main's state installed: finalizers may run Python code */
 	Py_XDECREF(exc);
 	Py_XDECREF(ctx);
+	locals_release(c->shadow);
 	/* the GIL stays held: main releases it after the python plugin's resume hook */
 	ugpy.main_took = 1;
 }
@@ -330,6 +408,7 @@ void ugreen_py_leave(int core) {
 	PyThreadState *ts = c->ts;
 	fields_save(ts, &c->core);
 	fields_load(ts, &c->main);
+	locals_swap(ts, c->shadow);
 	/* the GIL stays held: main releases it after the python plugin's resume hook */
 	ugpy.main_took = 1;
 }
@@ -344,6 +423,7 @@ void ugreen_py_enter(int core) {
 	ugpy.main_took = 0;
 	fields_save(ts, &c->main);
 	fields_load(ts, &c->core);
+	locals_swap(ts, c->shadow);
 }
 
 void ugreen_py_core_release(int core) {
