@@ -448,6 +448,50 @@ def test_psycopg2_postgres(opts):
                 n, elapsed, n * 0.5)
 
 
+def django_postgres(name, binary, plugin):
+    try:
+        import django  # noqa: F401 - only checks that uwsgi/install-deps.sh installed it
+    except ImportError:
+        raise TestFailure('Django is not installed (uwsgi/install-deps.sh installs it)')
+    nreq, nclients = 1000, 30
+    with Postgres() as pg:
+        args = ['--master', '--processes', '1', '--async', '30', '--ugreen',
+                '--wsgi-file', os.path.join(APPS, 'django_app.py')]
+        env = {'PG_HOST': '127.0.0.1', 'PG_PORT': str(pg.port)}
+        with Server(name, binary, args, env=env, plugin=plugin) as srv:
+            def one(i):
+                tag = 't%d' % i
+                status, body = http_get(srv.port, '/item/?tag=%s' % tag)
+                parts = body.split(':')
+                if status != 200 or len(parts) != 5 or parts[0] != tag or parts[2] != tag or parts[3] != '1':
+                    raise TestFailure('status %d body %r (expected %s:ID:%s:1:PID)' % (status, body[:300], tag, tag))
+                return int(parts[1]), int(parts[4])
+            t0 = time.monotonic()
+            results, errors = run_clients(nclients, list(range(nreq)), one, timeout=240)
+            elapsed = time.monotonic() - t0
+            if errors:
+                raise TestFailure('%d errors, first: %s\nlog:\n%s' % (len(errors), errors[:3], srv.log_tail()))
+            if len(results) != nreq or len({rid for rid, _ in results}) != nreq:
+                raise TestFailure('%d responses, %d distinct rows' % (len(results), len({rid for rid, _ in results})))
+            status, body = http_get(srv.port, '/count/')
+            if status != 200 or body != str(nreq):
+                raise TestFailure('committed rows: %r, expected %d' % (body, nreq))
+            if len({pid for _, pid in results}) != 1:
+                raise TestFailure('responses from several workers: the worker died')
+            srv.assert_no_worker_death()
+            return ('%d requests from %d clients, each transaction.atomic(): INSERT, pg_sleep(0.05), SELECT of its own '
+                    'row: every response saw its own row, 0 errors, %d rows committed, %.1f s (serial >= %.0f s)') % (
+                nreq, nclients, nreq, elapsed, nreq * 0.05)
+
+
+def test_django_postgres_embedded(opts):
+    return django_postgres('django-embedded', UWSGI_EMBEDDED, None)
+
+
+def test_django_postgres_external_plugin(opts):
+    return django_postgres('django-external', UWSGI_BASE, PLUGIN_SO)
+
+
 def test_stack_overflow_respawn(opts):
     pages = 32
     args = ['--master', '--processes', '1', '--async', '4', '--ugreen', '--ugreen-stacksize', str(pages),
@@ -544,6 +588,8 @@ TESTS = [
     test_stack_overflow_respawn,
     test_threadlocal_embedded,
     test_threadlocal_external_plugin,
+    test_django_postgres_embedded,
+    test_django_postgres_external_plugin,
 ]
 
 
