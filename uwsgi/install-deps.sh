@@ -5,7 +5,7 @@
 #        libyaml-dev, zlib1g-dev, uuid-dev, libcap-dev (uWSGI's build), postgresql
 #        (the server of the psycopg2 test), wrk and curl (compare.sh);
 #        python3-dev only when $PYTHON has no headers (pyenv builds ship them)
-#   pip (into $PYTHON, default python3): bottle, psycopg2-binary
+#   pip (into $PYTHON, default python3): bottle, psycopg2-binary, Django 5.2 (the Django test)
 set -euo pipefail
 PYTHON="${PYTHON:-python3}"
 
@@ -33,6 +33,7 @@ fi
 pip_missing=()
 "$PYTHON" -c 'import bottle' 2>/dev/null || pip_missing+=(bottle)
 "$PYTHON" -c 'import psycopg2' 2>/dev/null || pip_missing+=(psycopg2-binary)
+"$PYTHON" -c 'import sys, django; sys.exit(django.VERSION[:2] != (5, 2))' 2>/dev/null || pip_missing+=('django>=5.2,<5.3')
 if [ ${#pip_missing[@]} -gt 0 ]; then
 	"$PYTHON" -m pip install --quiet "${pip_missing[@]}"
 fi

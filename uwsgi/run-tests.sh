@@ -13,7 +13,7 @@ export PYTHON
 need_deps=0
 for tool in wrk gcc; do command -v "$tool" >/dev/null || need_deps=1; done
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_deps=1
-"$PYTHON" -c 'import bottle, psycopg2' 2>/dev/null || need_deps=1
+"$PYTHON" -c 'import sys, bottle, psycopg2, django; sys.exit(django.VERSION[:2] != (5, 2))' 2>/dev/null || need_deps=1
 dpkg-query -W -f='${Status}' libpcre2-dev 2>/dev/null | grep -q "install ok installed" || need_deps=1
 if [ "$need_deps" = 1 ]; then
 	"$REPO/uwsgi/install-deps.sh" || { echo "install-deps.sh failed"; echo "0 passed, 1 failed"; exit 1; }

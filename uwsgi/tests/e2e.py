@@ -294,11 +294,11 @@ def test_threadlocal_external_plugin(opts):
     return threadlocal('threadlocal-external', UWSGI_BASE, PLUGIN_SO)
 
 
-def test_chat_bottle(opts):
+def chat(name, binary, plugin, env=None):
     users, per_user = 30, 5
     args = ['--master', '--processes', '1', '--async', '64', '--ugreen',
             '--wsgi-file', os.path.join(APPS, 'chat_app.py')]
-    with Server('chat', UWSGI_EMBEDDED, args) as srv:
+    with Server(name, binary, args, env=env, plugin=plugin) as srv:
         expected = {'user%d-msg%d' % (u, m) for u in range(users) for m in range(per_user)}
         received = [[] for _ in range(users)]
         errors = []
@@ -351,6 +351,19 @@ def test_chat_bottle(opts):
         srv.assert_no_worker_death()
         return '%d users x %d messages: all %d messages reached every user, same order, %.1f s' % (
             users, per_user, len(expected), elapsed)
+
+
+def test_chat_bottle(opts):
+    return chat('chat', UWSGI_EMBEDDED, None, env={'CHAT_LOCALS': 'contextvars'}) + \
+        ' (bottle request/response moved to contextvars)'
+
+
+def test_chat_bottle_stock_embedded(opts):
+    return chat('chat-stock-embedded', UWSGI_EMBEDDED, None) + ' (stock bottle: thread-local request/response)'
+
+
+def test_chat_bottle_stock_external_plugin(opts):
+    return chat('chat-stock-external', UWSGI_BASE, PLUGIN_SO) + ' (stock bottle: thread-local request/response)'
 
 
 class Postgres:
@@ -590,6 +603,8 @@ TESTS = [
     test_threadlocal_external_plugin,
     test_django_postgres_embedded,
     test_django_postgres_external_plugin,
+    test_chat_bottle_stock_embedded,
+    test_chat_bottle_stock_external_plugin,
 ]
 
 
