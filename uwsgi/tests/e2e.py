@@ -607,6 +607,7 @@ def graceful(name, binary, plugin, trigger):
     if trigger == 'touch':
         args += ['--touch-reload', touch]
     with Server(name, binary, args, plugin=plugin) as srv:
+        time.sleep(1)  # the master installs its signal handlers after it spawned the worker
         status, body = http_get(srv.port, '/?tag=first')
         old_pid = int(body.rsplit(':', 1)[1])
         paths = ['/?tag=r%d&secs=%d' % (i, secs) for i in range(n)]
@@ -705,6 +706,7 @@ def reload_mercy(name, binary, plugin):
     args = ['--master', '--processes', '1', '--async', '8', '--ugreen', '--worker-reload-mercy', str(mercy),
             '--wsgi-file', os.path.join(APPS, 'slow_app.py')]
     with Server(name, binary, args, plugin=plugin) as srv:
+        time.sleep(1)  # the master installs its signal handlers after it spawned the worker
         clients = SlowClients(srv.port, ['/?tag=long&secs=20'])
         if not clients.wait_started(1, 30):
             raise TestFailure('the request did not start\n%s' % srv.log_tail())
