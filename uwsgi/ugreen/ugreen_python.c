@@ -38,14 +38,15 @@
  *
  *    threading.local (ug_py_locals) is per request as well, see below.
  *
- * 3. The C stack (CPython >= 3.14). CPython checks the depth of the C stack by
- *    comparing the stack pointer with the limits of the thread's stack; on a core's
- *    stack that check would abort the process ("Unrecoverable stack overflow").
- *    While a core runs, the thread state's stack protection is set to the core's
- *    stack (PyUnstable_ThreadState_SetStackProtection), and reset to the thread's
- *    own stack before the core switches back (PyUnstable_ThreadState_ResetStackProtection).
- *    A request that recurses deeply then gets a RecursionError instead of a
- *    stack overflow.
+ * 3. The C stack (CPython >= 3.14). CPython detects deep recursion by comparing
+ *    the stack pointer with the limits of the thread's stack. A core's stack lies
+ *    outside those limits, where CPython assumes a foreign stack and checks
+ *    nothing: a deep recursion would overflow the core's stack and kill the
+ *    worker. While a core runs, the thread state's stack protection is therefore
+ *    set to the core's stack (PyUnstable_ThreadState_SetStackProtection), and
+ *    reset to the thread's own stack before the core switches back
+ *    (PyUnstable_ThreadState_ResetStackProtection): a request that recurses
+ *    deeply gets a RecursionError, and the worker lives on.
  *
  * Not kept per core, and why: recursion_headroom (only non-zero while CPython
  * formats a RecursionError, never across a switch); tracing/profiling state
