@@ -677,6 +677,52 @@ def test_reload_touch_external_plugin(opts):
     return graceful('reload-touch-external', UWSGI_BASE, PLUGIN_SO, 'touch')
 
 
+def test_reload_half_open_connection(opts):
+    """The only connection of the worker is still sending its headers at SIGHUP and
+    then goes away: it never ran in a core, and the worker exits right after."""
+    args = ['--master', '--processes', '1', '--async', '8', '--ugreen', '--worker-reload-mercy', '60',
+            '--socket-timeout', '60', '--wsgi-file', os.path.join(APPS, 'slow_app.py')]
+    with Server('reload-half-open', UWSGI_EMBEDDED, args) as srv:
+        time.sleep(1)  # the master installs its signal handlers after it spawned the worker
+        status, body = http_get(srv.port, '/?tag=first')
+        old_pid = int(body.rsplit(':', 1)[1])
+        half = socket.create_connection(('127.0.0.1', srv.port), timeout=10)
+        half.sendall(b'GET /?tag=half HTTP/1.0\r\nHost: 127.0.0.1\r\n')  # no blank line: headers unfinished
+        time.sleep(0.5)
+        os.kill(srv.proc.pid, signal.SIGHUP)
+        drain = re.compile(r'\[ugreen\] worker 1 \(pid: %d\): graceful reload: accepting no new connections, '
+                           r'finishing 1 running request' % old_pid)
+        deadline = time.monotonic() + 10
+        while not drain.search(srv.log()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not drain.search(srv.log()):
+            raise TestFailure('the worker did not wait for the half-open connection:\n%s' % srv.log_tail())
+        time.sleep(0.5)
+        if 'buried after' in srv.log():
+            raise TestFailure('the worker exited before the connection went away:\n%s' % srv.log_tail())
+        t0 = time.monotonic()
+        half.close()
+        deadline = time.monotonic() + 15
+        while 'buried after' not in srv.log() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        elapsed = time.monotonic() - t0
+        if 'buried after' not in srv.log():
+            raise TestFailure('the worker did not exit after the connection went away:\n%s' % srv.log_tail())
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                status, body = http_get(srv.port, '/?tag=after', timeout=5)
+                if status == 200 and body.startswith('started:after:'):
+                    break
+            except (http.client.HTTPException, OSError):
+                pass
+            time.sleep(0.2)
+        else:
+            raise TestFailure('no request served after the reload\n%s' % srv.log_tail())
+        return ('a connection still sending its headers at SIGHUP kept the worker; it exited %.2f s after the '
+                'connection closed, the new worker serves' % elapsed)
+
+
 def max_requests(name, binary, plugin):
     nreq = 600
     args = ['--master', '--processes', '1', '--async', '30', '--ugreen', '--max-requests', '50',
@@ -895,6 +941,7 @@ TESTS = [
     test_max_requests_external_plugin,
     test_reload_mercy_embedded,
     test_reload_mercy_external_plugin,
+    test_reload_half_open_connection,
 ]
 
 

@@ -21,6 +21,7 @@
 #include <uwsgi.h>
 #include <ugreen.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 
 #include "ugreen_python.h"
@@ -94,13 +95,16 @@ static void ug_core_body(void *arg) {
  * An idle worker exits at once, as before. The master still kills a worker that is
  * not done after --worker-reload-mercy seconds (it logs "NO MERCY"); the plugin
  * logs how many requests that cuts. A brutal reload (SIGTERM) is unchanged.
- * A watcher thread (all signals blocked) covers connections that end without
- * running in a core (closed while sending their headers): it wakes the loop with
- * SIGHUP once no core is in use, and logs the mercy expiry.
+ * A watcher thread (started with the worker, all signals blocked, asleep until a
+ * stop begins: the signal handler only posts a semaphore) covers connections that
+ * end without running in a core (closed while sending their headers): it wakes
+ * the loop with SIGHUP once no core is in use, and logs the mercy expiry.
  */
 static struct {
 	volatile sig_atomic_t draining;
 	volatile sig_atomic_t hup_seen;
+	int watcher;              /* the watcher thread runs */
+	sem_t wake;               /* posted when a stop begins */
 } ugd;
 
 /* cores holding a connection: taken from uWSGI's stack of unused cores */
@@ -118,9 +122,8 @@ static void ug_drained(void) {
 
 static void *ug_drain_watcher(void *arg) {
 	(void) arg;
-	sigset_t all;
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	while (sem_wait(&ugd.wake) != 0)
+		;
 	int mercy_logged = 0;
 	for (;;) {
 		struct timespec ts = {0, 20 * 1000 * 1000};
@@ -155,11 +158,8 @@ static void ug_begin_drain(const char *why) {
 		uwsgi_log("[ugreen] worker %d (pid: %d): %s: accepting no new connections, finishing %d running request(s) first (--worker-reload-mercy %d s)\n",
 			uwsgi.mywid, uwsgi.mypid, why, busy, uwsgi.worker_reload_mercy);
 	}
-	pthread_t watcher;
-	if (pthread_create(&watcher, NULL, ug_drain_watcher, NULL) == 0)
-		pthread_detach(watcher);
-	else
-		uwsgi_log("[ugreen] unable to start the drain watcher thread: a connection closed while sending its headers may keep the worker until --worker-reload-mercy\n");
+	if (ugd.watcher)
+		sem_post(&ugd.wake);
 }
 
 /* SIGHUP in a worker: graceful reload (master SIGHUP, --touch-reload, ...) */
@@ -193,6 +193,23 @@ static void ug_gbcw(void) {
 static void ug_hijack_worker(void) {
 	if (!ug.enabled)
 		return;
+	/* the watcher inherits a mask that blocks every signal */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_t watcher;
+	pthread_attr_t attr;
+	if (sem_init(&ugd.wake, 0, 0) == 0 && pthread_attr_init(&attr) == 0) {
+		/* a small stack: it only polls and logs (--reload-on-as counts address space) */
+		pthread_attr_setstacksize(&attr, 128 * 1024);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		if (pthread_create(&watcher, &attr, ug_drain_watcher, NULL) == 0)
+			ugd.watcher = 1;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		pthread_attr_destroy(&attr);
+	}
+	if (!ugd.watcher)
+		uwsgi_log("[ugreen] unable to start the drain watcher thread: on a graceful stop, a connection closed while sending its headers may keep the worker until --worker-reload-mercy\n");
 	uwsgi_unix_signal(SIGHUP, ug_sighup);
 	if (!uwsgi.gbcw_hook)
 		uwsgi.gbcw_hook = ug_gbcw;
