@@ -993,6 +993,21 @@ def test_packaged_overflow(opts):
     return stack_overflow_respawn('%s-overflow' % PACKAGED_NAME, cmd, '%s,%s' % (PACKAGED_PYTHON_PLUGIN, so))
 
 
+def test_packaged_threadlocal(opts):
+    cmd, so = packaged()
+    return threadlocal('%s-threadlocal' % PACKAGED_NAME, cmd, '%s,%s' % (PACKAGED_PYTHON_PLUGIN, so))
+
+
+def test_packaged_reload_sighup(opts):
+    cmd, so = packaged()
+    return graceful('%s-reload-sighup' % PACKAGED_NAME, cmd, '%s,%s' % (PACKAGED_PYTHON_PLUGIN, so), 'sighup')
+
+
+def test_packaged_max_requests(opts):
+    cmd, so = packaged()
+    return max_requests('%s-max-requests' % PACKAGED_NAME, cmd, '%s,%s' % (PACKAGED_PYTHON_PLUGIN, so))
+
+
 def test_packaged_wrong_install_errors(opts):
     cmd, so = packaged()
     py = PACKAGED_PYTHON_PLUGIN
@@ -1052,6 +1067,9 @@ TESTS = [
     test_reload_mercy_embedded,
     test_reload_mercy_external_plugin,
     test_reload_half_open_connection,
+    test_packaged_threadlocal,
+    test_packaged_reload_sighup,
+    test_packaged_max_requests,
 ]
 
 
