@@ -462,6 +462,84 @@ def test_stack_overflow_respawn(opts):
         return 'log: %r; worker %d respawned as %d, next request served' % (line.strip(), pid1, pid2)
 
 
+def resident_stacks(pid, stack_bytes):
+    """(number, resident KiB) of the worker's mappings that are core stacks:
+    anonymous read/write mappings of exactly stack_bytes."""
+    count = rss = 0
+    size = None
+    with open('/proc/%d/smaps' % pid) as f:
+        for line in f:
+            m = re.match(r'^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ (\d+)\s*(\S*)', line)
+            if m:
+                start, end, perm, inode, name = m.groups()
+                size = int(end, 16) - int(start, 16) if perm == 'rw-p' and inode == '0' and not name else None
+                if size == stack_bytes:
+                    count += 1
+            elif size == stack_bytes and line.startswith('Rss:'):
+                rss += int(line.split()[1])
+    return count, rss
+
+
+def worker_rss(pid):
+    with open('/proc/%d/smaps_rollup' % pid) as f:
+        return int(re.search(r'^Rss:\s+(\d+) kB', f.read(), re.M).group(1))
+
+
+def test_memory_after_burst(opts):
+    # every core serves a deep request, all of them at the same time; once the
+    # burst is over the idle cores give their stack pages back
+    cores, depth, pages = 200, 150, 61  # 61 pages: no other mapping has the stacks' size
+    stack_bytes = pages * 4096
+    args = ['--master', '--processes', '1', '--async', str(cores), '--ugreen', '--ugreen-stacksize', str(pages),
+            '--listen', '1024', '--wsgi-file', os.path.join(APPS, 'memory_app.py')]
+    with Server('memory', UWSGI_BASE, args, plugin=PLUGIN_SO) as srv:
+        status, body = http_get(srv.port, '/')
+        pid = int(body.split(':')[1])
+        if resident_stacks(pid, stack_bytes)[0] != cores:
+            raise TestFailure('found %d stacks of %d bytes, expected %d' % (
+                resident_stacks(pid, stack_bytes)[0], stack_bytes, cores))
+        rss_idle = worker_rss(pid)
+        during = []
+
+        def one(i):
+            status, body = http_get(srv.port, '/?hold=%d&round=1&depth=%d' % (cores, depth))
+            if status != 200 or body != 'ok:%d' % pid:
+                raise TestFailure('status %d body %r' % (status, body))
+
+        def watch():
+            # while every core holds a deep stack: how much of the stacks is resident
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not done.is_set():
+                during.append(resident_stacks(pid, stack_bytes)[1])
+                time.sleep(0.05)
+        done = threading.Event()
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        _, errors = run_clients(cores, list(range(cores)), one, timeout=120)
+        done.set()
+        watcher.join()
+        if errors:
+            raise TestFailure('%d errors, first: %s\nlog:\n%s' % (len(errors), errors[:3], srv.log_tail()))
+        # one more request: served after the worker finished with the burst
+        http_get(srv.port, '/')
+        count, after = resident_stacks(pid, stack_bytes)
+        rss_after = worker_rss(pid)
+        peak = max(during or [0])
+        srv.assert_no_worker_death()
+        if peak < cores * 32:
+            raise TestFailure('the deep requests did not use the stacks: at most %d KiB resident in all' % peak)
+        # the core that served the last request keeps a few pages
+        if after > 64:
+            raise TestFailure('%d KiB of the %d stacks still resident after the burst (%d KiB during it)' % (
+                after, count, peak))
+        if rss_after - rss_idle > peak:
+            raise TestFailure('worker RSS %d KiB after the burst, %d KiB before it (stacks held %d KiB during it)' % (
+                rss_after, rss_idle, peak))
+        return ('%d cores, %d-level deep requests all at once: stacks held %d KiB resident during the burst, '
+                '%d KiB after it; worker RSS %d KiB before, %d KiB after') % (
+            cores, depth, peak, after, rss_idle, rss_after)
+
+
 def run_bounded(cmd, timeout=30):
     """Runs cmd in its own process group; kills the group if it outlives timeout."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -512,6 +590,7 @@ TESTS = [
     test_chat_bottle,
     test_psycopg2_postgres,
     test_stack_overflow_respawn,
+    test_memory_after_burst,
 ]
 
 

@@ -354,6 +354,18 @@ void ugreen_py_core_release(int core) {
 		PyEval_SaveThread();
 }
 
+void ugreen_py_core_idle_release(int core) {
+	if (!ugpy.on)
+		return;
+	struct ug_pycore *c = &ugpy.cores[core];
+	if (c->active || !c->root)
+		return;
+	/* the chunk holds no live frame between requests */
+	if (ugpy.arena.free)
+		ugpy.arena.free(ugpy.arena.ctx, c->root, c->root->size);
+	c->root = NULL;
+}
+
 #else /* !UGREEN_WITH_PYTHON */
 
 #include <dlfcn.h>
@@ -381,5 +393,6 @@ void ugreen_py_core_hold(int core) { (void) core; }
 void ugreen_py_leave(int core) { (void) core; }
 void ugreen_py_enter(int core) { (void) core; }
 void ugreen_py_core_release(int core) { (void) core; }
+void ugreen_py_core_idle_release(int core) { (void) core; }
 
 #endif

@@ -43,4 +43,8 @@ UGREEN_PY_HIDDEN void ugreen_py_leave(int core);
 UGREEN_PY_HIDDEN void ugreen_py_enter(int core);
 UGREEN_PY_HIDDEN void ugreen_py_core_release(int core);
 
+/* Gives back the Python memory an idle core keeps between requests (its root
+   data-stack chunk); CPython allocates a new one at the core's next frame. */
+UGREEN_PY_HIDDEN void ugreen_py_core_idle_release(int core);
+
 #endif
