@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -168,6 +169,14 @@ def main():
         bad = [e for e in engines if e not in ENGINES]
         if bad:
             ap.error('unknown engine(s) %s' % bad)
+    # 1000 cores: as many connections held open at once, on both sides
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > 65536:
+        hard_cap = 65536
+    else:
+        hard_cap = hard
+    if soft != resource.RLIM_INFINITY and soft < hard_cap:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard_cap, hard))
     if not shutil.which('wrk'):
         subprocess.run([os.path.join(REPO, 'uwsgi', 'install-deps.sh')], check=True)
     if not opts.skip_build:
