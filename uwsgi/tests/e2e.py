@@ -820,6 +820,100 @@ def test_reload_mercy_external_plugin(opts):
     return reload_mercy('reload-mercy-external', UWSGI_BASE, PLUGIN_SO)
 
 
+def resident_stacks(pid, stack_bytes, per_stack=None):
+    """(number, resident KiB) of the worker's mappings that are core stacks:
+    anonymous read/write mappings of exactly stack_bytes; per_stack, a list,
+    receives each stack's resident KiB."""
+    count = rss = 0
+    size = None
+    with open('/proc/%d/smaps' % pid) as f:
+        for line in f:
+            m = re.match(r'^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ (\d+)\s*(\S*)', line)
+            if m:
+                start, end, perm, inode, name = m.groups()
+                size = int(end, 16) - int(start, 16) if perm == 'rw-p' and inode == '0' and not name else None
+                if size == stack_bytes:
+                    count += 1
+            elif size == stack_bytes and line.startswith('Rss:'):
+                rss += int(line.split()[1])
+                if per_stack is not None:
+                    per_stack.append(int(line.split()[1]))
+    return count, rss
+
+
+def worker_rss(pid):
+    with open('/proc/%d/smaps_rollup' % pid) as f:
+        return int(re.search(r'^Rss:\s+(\d+) kB', f.read(), re.M).group(1))
+
+
+def test_memory_after_burst(opts):
+    # every core serves a deep request, all of them at the same time; once the
+    # burst is over the idle cores give their stack pages back
+    cores, depth, pages = 200, 150, 61  # 61 pages: no other mapping has the stacks' size
+    stack_bytes = pages * 4096
+    args = ['--master', '--processes', '1', '--async', str(cores), '--ugreen', '--ugreen-stacksize', str(pages),
+            '--listen', '1024', '--wsgi-file', os.path.join(APPS, 'memory_app.py')]
+    with Server('memory', UWSGI_BASE, args, plugin=PLUGIN_SO) as srv:
+        status, body = http_get(srv.port, '/')
+        pid = int(body.split(':')[1])
+        if resident_stacks(pid, stack_bytes)[0] != cores:
+            raise TestFailure('found %d stacks of %d bytes, expected %d' % (
+                resident_stacks(pid, stack_bytes)[0], stack_bytes, cores))
+        rss_idle = worker_rss(pid)
+        during = []
+
+        def one(i):
+            status, body = http_get(srv.port, '/?hold=%d&round=1&depth=%d' % (cores, depth))
+            if status != 200 or body != 'ok:%d' % pid:
+                raise TestFailure('status %d body %r' % (status, body))
+
+        def watch():
+            # while every core holds a deep stack: how much of the stacks is resident
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not done.is_set():
+                during.append(resident_stacks(pid, stack_bytes)[1])
+                time.sleep(0.05)
+        done = threading.Event()
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        _, errors = run_clients(cores, list(range(cores)), one, timeout=120)
+        done.set()
+        watcher.join()
+        if errors:
+            raise TestFailure('%d errors, first: %s\nlog:\n%s' % (len(errors), errors[:3], srv.log_tail()))
+        peak = max(during or [0])
+        if peak < cores * 32:
+            raise TestFailure('the deep requests did not use the stacks: at most %d KiB resident in all' % peak)
+        # one more request, served after the worker finished with the burst: every
+        # core is given back at the burst's end, except those already given back and
+        # reused within the same second (here the core of the first request)
+        http_get(srv.port, '/')
+        per_stack = []
+        resident_stacks(pid, stack_bytes, per_stack)
+        deep_left = [k for k in per_stack if k > 8]
+        if len(deep_left) > 2:
+            raise TestFailure('%d stacks still hold more than 8 KiB right after the burst: %s\nlog:\n%s' % (
+                len(deep_left), deep_left, srv.log_tail()))
+        # a second later, the next request's end gives back every idle core
+        time.sleep(1.2)
+        http_get(srv.port, '/')
+        per_stack = []
+        count, after = resident_stacks(pid, stack_bytes, per_stack)
+        rss_after = worker_rss(pid)
+        srv.assert_no_worker_death()
+        # the core that served the last request keeps a few pages
+        if after > 64:
+            raise TestFailure('%d KiB of the %d stacks still resident after the burst (%d KiB during it); '
+                              'resident KiB per stack, where not 0: %s\nlog:\n%s' % (
+                                  after, count, peak, [k for k in per_stack if k], srv.log_tail()))
+        if rss_after - rss_idle > peak:
+            raise TestFailure('worker RSS %d KiB after the burst, %d KiB before it (stacks held %d KiB during it)' % (
+                rss_after, rss_idle, peak))
+        return ('%d cores, %d-level deep requests all at once: stacks held %d KiB resident during the burst, '
+                '%d KiB after it; worker RSS %d KiB before, %d KiB after') % (
+            cores, depth, peak, after, rss_idle, rss_after)
+
+
 def run_bounded(cmd, timeout=30):
     """Runs cmd in its own process group; kills the group if it outlives timeout."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -1052,6 +1146,7 @@ TESTS = [
     test_packaged_psycopg2,
     test_packaged_overflow,
     test_packaged_wrong_install_errors,
+    test_memory_after_burst,
     test_threadlocal_embedded,
     test_threadlocal_external_plugin,
     test_django_postgres_embedded,

@@ -28,6 +28,10 @@
 
 #include <uwsgi.h>
 #include <ugreen.h>
+#include <time.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -42,7 +46,14 @@ struct ug_core {
 	ugreen_context ctx;
 	ugreen_stack *stack;
 	int id;
+	int busy;     /* a request runs (or is suspended) on the core */
+	int finished; /* set by the core's body when its request is over */
+	int dirty;    /* touched its stack since its memory was last given back */
+	unsigned epoch; /* the sweep interval in which it was last released */
 };
+
+/* At most one sweep of idle cores' memory per this many seconds. */
+#define UG_SWEEP_INTERVAL 1
 
 static struct {
 	int enabled;
@@ -58,6 +69,12 @@ static struct {
 	/* the python request plugin, when the per-core Python state replaces its
 	   suspend/resume hooks (see ugreen_python.c) */
 	struct uwsgi_plugin *python_hooks_replaced;
+	int busy;             /* cores with a request */
+	int idle_dirty;       /* idle cores holding memory from an earlier request */
+	int cold;             /* idle cores holding memory, not released in this interval */
+	unsigned epoch;       /* the current sweep interval (see ug_request_over) */
+	time_t last_sweep;    /* when it began */
+	int sweep_off;        /* the system refused: no more sweeps */
 } ug;
 
 /* The request plugin's suspend/resume hooks to call around a switch, or NULL
@@ -83,6 +100,84 @@ static void ug_core_body(void *arg) {
 	ugreen_py_request_begin(core->id, (void *) (top - ug.stack_bytes), ug.stack_bytes);
 	async_schedule_to_req_green();
 	ugreen_py_request_end(core->id);
+	core->finished = 1;
+}
+
+/*
+ * Memory after a burst. A core touches its stack (a few pages for a typical
+ * request, up to the whole stack for a deep one) and, under CPython, its
+ * data-stack chunk; both stay resident when the request is over, so after a
+ * burst that used every core the worker would keep that memory for good.
+ * Idle cores give it back ("release": their stack pages, one madvise each,
+ * and their Python data-stack chunk), then the C heap's free pages that the
+ * requests left are returned too (malloc_trim, glibc). When, at the end of a
+ * request:
+ *   - more cores are idle holding memory than busy, and UG_SWEEP_INTERVAL
+ *     seconds passed since the last such sweep: every idle core is released
+ *     and a new interval begins;
+ *   - otherwise, cores not yet released in this interval ("cold") are idle
+ *     holding memory, and either no core is busy or at least UG_COLD_BATCH of
+ *     them outnumber the busy ones: those are released.
+ * So a core is released at most twice per interval, and a steady load pays
+ * about one madvise and a few page faults per core it keeps using per
+ * interval; a burst's cores are released when it ends. Nothing happens on a
+ * switch.
+ */
+#define UG_COLD_BATCH 64
+
+static int ug_release(struct ug_core *core) {
+	ugreen_result r = ugreen_stack_release_pages(core->stack, 0);
+	if (r != UGREEN_RESULT_OK) {
+		/* e.g. pages locked by mlockall: keep them, stop trying */
+		uwsgi_log("[ugreen] core %d: unable to give its idle stack pages back (%s); idle cores keep their memory from now on\n",
+			core->id, ugreen_result_str(r));
+		ug.sweep_off = 1;
+		return -1;
+	}
+	ugreen_py_core_idle_release(core->id);
+	core->dirty = 0;
+	core->epoch = ug.epoch;
+	return 0;
+}
+
+/* Releases the idle cores holding memory: all of them, or the cold ones only. */
+static void ug_sweep(int cold_only) {
+	int i;
+	for (i = 0; i < ug.ncores && !ug.sweep_off; i++) {
+		struct ug_core *core = &ug.cores[i];
+		if (core->busy || !core->dirty || (cold_only && core->epoch == ug.epoch))
+			continue;
+		if (ug_release(core))
+			return;
+		ug.idle_dirty--;
+	}
+	ug.cold = 0;
+#ifdef __GLIBC__
+	if (!ug.busy || !cold_only)
+		malloc_trim(0);
+#endif
+}
+
+/* In main, after the request on `core` ended. */
+static void ug_request_over(struct ug_core *core) {
+	core->finished = 0;
+	core->busy = 0;
+	ug.busy--;
+	ug.idle_dirty++;
+	if (core->epoch != ug.epoch)
+		ug.cold++;
+	if (ug.sweep_off || ug.idle_dirty <= ug.busy)
+		return;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	if (now.tv_sec - ug.last_sweep >= UG_SWEEP_INTERVAL) {
+		ug.epoch++;
+		ug.last_sweep = now.tv_sec;
+		ug_sweep(0);
+	}
+	else if (ug.cold && (!ug.busy || (ug.cold >= UG_COLD_BATCH && ug.cold > ug.busy))) {
+		ug_sweep(1);
+	}
 }
 
 /*
@@ -244,6 +339,14 @@ static void ug_schedule_to_req(void) {
 			ug_fatal("unable to prepare the green thread", r);
 		}
 		wsgi_req->suspended = 1;
+		if (core->dirty) {
+			ug.idle_dirty--;
+			if (core->epoch != ug.epoch)
+				ug.cold--;
+		}
+		core->dirty = 1;
+		core->busy = 1;
+		ug.busy++;
 	}
 
 	if (rp && rp->suspend)
@@ -257,6 +360,8 @@ static void ug_schedule_to_req(void) {
 	ugreen_py_after_switch(UGREEN_PY_TO_MAIN, core->id);
 	if (rp && rp->resume)
 		rp->resume(NULL);
+	if (core->finished)
+		ug_request_over(core);
 
 	/* graceful stop: leave the loop as soon as the last request is over */
 	if (ugd.draining && ug_busy_cores() == 0 && uwsgi.workers[uwsgi.mywid].manage_next_request)
@@ -485,6 +590,7 @@ static int ug_init(void) {
 	size_t pages = ug.stack_pages > 0 ? (size_t) ug.stack_pages : ((size_t) UGREEN_DEFAULT_STACK_BYTES + (size_t) uwsgi.page_size - 1) / (size_t) uwsgi.page_size;
 
 	ug.ncores = uwsgi.async;
+	ug.epoch = 1; /* cores start out never released: cold */
 	ug.cores = uwsgi_calloc(sizeof(struct ug_core) * ug.ncores);
 	for (i = 0; i < ug.ncores; i++) {
 		char label[64];

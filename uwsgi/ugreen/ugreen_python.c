@@ -609,6 +609,18 @@ void ugreen_py_after_switch(enum ugreen_py_dir dir, int core) {
 		PyEval_SaveThread();
 }
 
+void ugreen_py_core_idle_release(int core) {
+	if (!ugpy.on)
+		return;
+	struct ug_pycore *c = &ugpy.cores[core];
+	if (c->active || !c->root)
+		return;
+	/* the chunk holds no live frame between requests */
+	if (ugpy.arena.free)
+		ugpy.arena.free(ugpy.arena.ctx, c->root, c->root->size);
+	c->root = NULL;
+}
+
 #else /* !UGREEN_WITH_PYTHON */
 
 #include <dlfcn.h>
@@ -634,5 +646,6 @@ void ugreen_py_before_switch(enum ugreen_py_dir dir, int core) { (void) dir; (vo
 void ugreen_py_after_switch(enum ugreen_py_dir dir, int core) { (void) dir; (void) core; }
 void ugreen_py_request_begin(int core, void *stack_lo, size_t stack_size) { (void) core; (void) stack_lo; (void) stack_size; }
 void ugreen_py_request_end(int core) { (void) core; }
+void ugreen_py_core_idle_release(int core) { (void) core; }
 
 #endif
