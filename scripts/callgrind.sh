@@ -102,7 +102,7 @@ row() { # case description [source-file regex of the switch routine]
     }'
 }
 row asm "one-way switch, ugreen_context_swap (C symbol), depth 0" 'asm/switch_'
-row coroutine "one-way switch, Coroutine::resume / Yielder::suspend" 'asm/switch_'
+row coroutine "one-way switch, Coroutine::resume / Yielder::suspend (inline)"
 if [ -z "$target" ] || [ "${target%%-*}" = x86_64 ]; then
     row swapcontext "one-way switch, glibc swapcontext" 'swapcontext[.]S'
 else
