@@ -790,23 +790,22 @@ fn main() {
     ratio1("ratio glibc / ugreen Coroutine", "mk_uc", "mk_co");
 
     println!();
-    println!("Rust coroutines, ns (same batches)                   ugreen median  corosensei median  ratio ugreen/corosensei: of medians  paired");
+    println!("Rust coroutines (same batches), ns     ugreen median   p10  corosensei median   p10  ugreen/corosensei: medians   p10  paired");
     let vs = |label: &str, ours: &str, theirs: &str| {
         println!(
-            "  {label:<50} {:>10.2} {:>18.2} {:>27.2}x {:>7.2}x",
+            "  {label:<38} {:>12.2} {:>6.2} {:>17.2} {:>6.2} {:>25.2}x {:>5.2}x {:>6.2}x",
             m(ours),
+            p10(ours),
             m(theirs),
+            p10(theirs),
             m(ours) / m(theirs),
+            p10(ours) / p10(theirs),
             paired(ours, theirs)
         );
     };
-    vs("one-way switch, resume/suspend, depth 0", "co0", "cs0");
-    vs("one-way switch, resume/suspend, depth 1", "co1", "cs1");
-    vs(
-        "create on a reused stack + resume to the end",
-        "mk_co",
-        "mk_cs",
-    );
+    vs("resume + suspend, one-way, depth 0", "co0", "cs0");
+    vs("resume + suspend, one-way, depth 1", "co1", "cs1");
+    vs("create (reused stack) + resume + return", "mk_co", "mk_cs");
 
     println!();
     println!("measured in {:.1} s", elapsed.as_secs_f64());

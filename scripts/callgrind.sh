@@ -113,6 +113,8 @@ row create-coroutine "creation: Coroutine::on_stack + resume to the end"
 row create-ucontext "creation: getcontext + makecontext + swapcontext"
 row corosensei "one-way switch, corosensei 0.3 resume / suspend"
 row create-corosensei "creation: corosensei 0.3 with_stack + resume + into_stack"
+row coroutine1 "one-way switch, Coroutine, depth 1"
+row corosensei1 "one-way switch, corosensei 0.3, depth 1"
 echo
 echo "instr/op: every user-space instruction per operation, the calling loop"
 echo "included (a system call counts as one). in routine: those executed in the"
