@@ -217,18 +217,6 @@ HIDDEN_BEGIN(ugreen_internal_trampoline_nolink)
     .cfi_endproc
 FUNC_END(ugreen_internal_trampoline_nolink)
 
-/*
- * void ugreen_internal_fp_control(SwitchFrame *frame : x0)
- * Stores the current FPCR into the FPCR slot (offset 160) of `frame`.
- */
-HIDDEN_BEGIN(ugreen_internal_fp_control)
-    .cfi_startproc
-    LANDING_PAD
-    mrs     x1, fpcr
-    str     x1, [x0, #160]          /* 160: FPCR */
-    ret
-    .cfi_endproc
-FUNC_END(ugreen_internal_fp_control)
 
 /*
  * void *ugreen_internal_sign_return(void *addr : x0, void *sp : x1) -> x0

@@ -232,18 +232,3 @@ HIDDEN_BEGIN(ugreen_internal_trampoline_nolink)
     ud2
     .cfi_endproc
 FUNC_END(ugreen_internal_trampoline_nolink)
-
-/*
- * void ugreen_internal_fp_control(SwitchFrame *frame : rdi)
- * Stores the current FP control state into slot 0 of `frame`. Nothing reads
- * the stored value back here: a load of what stmxcsr just stored stalls.
- */
-HIDDEN_BEGIN(ugreen_internal_fp_control)
-    .cfi_startproc
-    LANDING_PAD
-    stmxcsr (%rdi)                  /*  0: MXCSR */
-    fnstcw  4(%rdi)                 /*  4: x87 control word */
-    movw    $0, 6(%rdi)             /*  6: unused */
-    ret
-    .cfi_endproc
-FUNC_END(ugreen_internal_fp_control)

@@ -35,8 +35,6 @@ extern "C" {
         -> usize;
     fn ugreen_internal_trampoline();
     fn ugreen_internal_trampoline_nolink();
-    /// Stores the current FP control state into the FP slot of `frame`.
-    fn ugreen_internal_fp_control(frame: *mut SwitchFrame);
     #[cfg(target_arch = "aarch64")]
     fn ugreen_internal_sign_return(addr: usize, sp: usize) -> usize;
 }
@@ -119,9 +117,7 @@ pub(crate) unsafe fn init_frame(
     unsafe {
         let sp = top.sub(INIT_RESERVE).cast::<SwitchFrame>();
         sp.write(frame);
-        // Stored straight into the frame: reading the value back into a
-        // register first would stall on the stmxcsr store (x86_64).
-        ugreen_internal_fp_control(sp);
+        frame::store_fp_control(sp);
         (*ctx).sp = sp.cast();
     }
 }

@@ -47,6 +47,21 @@ pub(super) fn initial(start: Start, fpcr: u64, resume_at: usize) -> SwitchFrame 
     }
 }
 
+/// Stores the current FPCR into the FPCR slot of `frame`.
+///
+/// # Safety
+/// `frame` is valid for writes.
+#[inline(always)]
+pub(super) unsafe fn store_fp_control(frame: *mut SwitchFrame) {
+    let fpcr: u64;
+    // SAFETY: reading FPCR has no side effect.
+    unsafe {
+        core::arch::asm!("mrs {}, fpcr", out(reg) fpcr, options(nomem, nostack, preserves_flags))
+    };
+    // SAFETY: the caller's contract.
+    unsafe { core::ptr::addr_of_mut!((*frame).fpcr).write(fpcr) };
+}
+
 // ------------------------------------------------- the coroutine switch
 
 /// `bti c`, the landing pad of an indirect call, when the Rust code is built

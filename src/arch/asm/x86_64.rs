@@ -48,6 +48,27 @@ pub(super) fn initial(start: Start, fp_control: u64, resume_at: usize) -> Switch
     }
 }
 
+/// Stores the current FP control state (MXCSR, x87 control word) into the
+/// FP slot of `frame`, straight to memory: reading the value back into a
+/// register first would stall on the `stmxcsr` store.
+///
+/// # Safety
+/// `frame` is valid for writes.
+#[inline(always)]
+pub(super) unsafe fn store_fp_control(frame: *mut SwitchFrame) {
+    // SAFETY: the caller's contract; the three stores stay inside the
+    // 8-byte slot at offset 0.
+    unsafe {
+        core::arch::asm!(
+            "stmxcsr [{f}]",                // 0: MXCSR
+            "fnstcw [{f} + 4]",             // 4: x87 control word
+            "mov word ptr [{f} + 6], 0",    // 6: unused
+            f = in(reg) frame,
+            options(nostack, preserves_flags),
+        );
+    }
+}
+
 // ------------------------------------------------- the coroutine switch
 //
 // The safe `Coroutine` switches with inline assembly at its call sites
