@@ -40,6 +40,46 @@ pub enum ugreen_result {
 
 use ugreen_result::*;
 
+impl ugreen_result {
+    /// Every result code, in order.
+    const ALL: [ugreen_result; 7] = [
+        UGREEN_RESULT_OK,
+        UGREEN_RESULT_NULL_ARGUMENT,
+        UGREEN_RESULT_INVALID_SIZE,
+        UGREEN_RESULT_OUT_OF_MEMORY,
+        UGREEN_RESULT_WRONG_STATE,
+        UGREEN_RESULT_PANIC,
+        UGREEN_RESULT_SYSTEM_ERROR,
+    ];
+
+    /// The code's text: the one of the [`Error`] it stands for, if any.
+    const fn message(self) -> &'static CStr {
+        match self {
+            UGREEN_RESULT_OK => c"ok",
+            UGREEN_RESULT_NULL_ARGUMENT => c"a required pointer argument is NULL",
+            UGREEN_RESULT_INVALID_SIZE => Error::InvalidSize.as_c_str(),
+            UGREEN_RESULT_OUT_OF_MEMORY => Error::OutOfMemory.as_c_str(),
+            UGREEN_RESULT_WRONG_STATE => Error::WrongState.as_c_str(),
+            UGREEN_RESULT_PANIC => c"internal error: a panic was caught",
+            UGREEN_RESULT_SYSTEM_ERROR => c"a system call failed",
+        }
+    }
+
+    /// The result whose code is `code`, if any.
+    fn from_code(code: c_int) -> Option<ugreen_result> {
+        Self::ALL.into_iter().find(|r| *r as c_int == code)
+    }
+}
+
+// `ALL` lists each code once, at its own index, and nothing after the last.
+const _: () = {
+    let mut i = 0;
+    while i < ugreen_result::ALL.len() {
+        assert!(ugreen_result::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
 impl From<Error> for ugreen_result {
     fn from(e: Error) -> Self {
         match e {
@@ -59,17 +99,9 @@ fn guard(f: impl FnOnce() -> ugreen_result) -> ugreen_result {
 /// this version does not know). Never NULL.
 #[no_mangle]
 pub extern "C" fn ugreen_result_str(result: c_int) -> *const c_char {
-    let s: &'static CStr = match result {
-        0 => c"ok",
-        1 => c"a required pointer argument is NULL",
-        2 => c"invalid size: zero, overflowing or beyond the maximum",
-        3 => c"out of memory: the system refused the mapping",
-        4 => c"wrong state: the stack or context is in use",
-        5 => c"internal error: a panic was caught",
-        6 => c"a system call failed",
-        _ => c"unknown ugreen result code",
-    };
-    s.as_ptr()
+    ugreen_result::from_code(result)
+        .map_or(c"unknown ugreen result code", ugreen_result::message)
+        .as_ptr()
 }
 
 /// The library version, e.g. "0.1.0" (the same as the UGREEN_VERSION macros).
