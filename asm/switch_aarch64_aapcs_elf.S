@@ -117,10 +117,15 @@ FUNC_END(ugreen_internal_switch)
 #endif
 
 /*
- * noreturn ugreen_internal_jump(ugreen_context *to : x1, void *transfer : x2)
+ * noreturn ugreen_internal_jump(uintptr_t *live     : x0,
+ *                               ugreen_context *to  : x1,
+ *                               void *transfer      : x2)
  *
- * Resumes `to` without saving the current context (used when a context's
- * entry function has returned). Always writes FPCR.
+ * Resumes `to` without saving the current context: the end of a context
+ * whose entry function returned. Once on the stack of `to` (and only then:
+ * nothing touches the finished stack after that) stores 0 to `*live` with
+ * release semantics, which marks the finished context's stack free. Always
+ * writes FPCR.
  */
 HIDDEN_BEGIN(ugreen_internal_jump)
     .cfi_startproc
@@ -130,7 +135,8 @@ HIDDEN_BEGIN(ugreen_internal_jump)
     ldr     x9, [x1]                /* x9 = to->sp */
     cbz     x9, .Ljump_misuse
     str     xzr, [x1]               /* to is running */
-    mov     sp, x9
+    mov     sp, x9                  /* leave the finished stack for good */
+    stlr    xzr, [x0]               /* *live = 0, after every access to it */
     ldr     x12, [sp, #160]         /* 160: FPCR */
     b       .Lreload_fp
 .Ljump_misuse:
@@ -145,7 +151,8 @@ FUNC_END(ugreen_internal_jump)
  *     x19 = entry  (void (*)(void *arg, void *transfer))
  *     x20 = arg
  *     x21 = link   (ugreen_context *, never NULL here)
- *     x22 = live   (uintptr_t *, cleared when entry returns)
+ *     x22 = live   (uintptr_t *, cleared by ugreen_internal_jump once
+ *                   the finished context has left this stack)
  *     x29 = 0, x0 = transfer (from the swap)
  * sp is 16-byte aligned here.
  *
@@ -156,6 +163,10 @@ FUNC_END(ugreen_internal_jump)
  */
 HIDDEN_BEGIN(ugreen_internal_trampoline)
     .cfi_startproc simple
+    /* An exception that leaves the entry function ends the process
+       (src/context.rs): the CFA below continues into the resumer, whose
+       frames must never catch it. Indirect: a pointer in writable data. */
+    .cfi_personality 0x9b, ugreen_personality_ref    /* indirect pcrel sdata4 */
     .cfi_signal_frame
 #if UGREEN_AARCH64_PAC
     /* The x30 saved in the link's frame was signed by paciasp with sp =
@@ -181,7 +192,6 @@ HIDDEN_BEGIN(ugreen_internal_trampoline)
     mov     x1, x0                  /* transfer */
     mov     x0, x20                 /* arg */
     blr     x19                     /* entry(arg, transfer) */
-    str     xzr, [x22]              /* the stack is free again */
 #ifdef UGREEN_NO_C_SWAP
     /* `asan` feature: this fiber ends. Announce the switch to `link` and
        release the fiber's fake stack; done here because no instrumented
@@ -193,16 +203,27 @@ HIDDEN_BEGIN(ugreen_internal_trampoline)
     mov     x0, xzr                         /* fake_stack_save = NULL */
     bl      __sanitizer_start_switch_fiber
 #endif
+    mov     x0, x22                 /* live */
     mov     x1, x21                 /* to = link */
     mov     x2, xzr                 /* transfer = NULL */
     b       ugreen_internal_jump
     .cfi_endproc
 FUNC_END(ugreen_internal_trampoline)
 
+/* The personality routine's address, for the trampoline's CIE. */
+    .section .data.rel.ro.ugreen_personality_ref, "aw", %progbits
+    .p2align 3
+    .type   ugreen_personality_ref, %object
+    .size   ugreen_personality_ref, 8
+ugreen_personality_ref:
+    .xword   ugreen_internal_entry_personality
+    .text
+
 /*
  * The same for a context made without a link: the unwind ends here, and a
- * return from entry aborts with a message (ugreen_internal_no_link).
- *     x19 = entry, x20 = arg, x22 = live
+ * return from entry aborts with a message (ugreen_internal_no_link); the
+ * stack stays marked in use.
+ *     x19 = entry, x20 = arg
  */
 HIDDEN_BEGIN(ugreen_internal_trampoline_nolink)
     .cfi_startproc
@@ -211,7 +232,6 @@ HIDDEN_BEGIN(ugreen_internal_trampoline_nolink)
     mov     x1, x0                  /* transfer */
     mov     x0, x20                 /* arg */
     blr     x19                     /* entry(arg, transfer) */
-    str     xzr, [x22]              /* the stack is free again */
     bl      ugreen_internal_no_link
     brk     #1
     .cfi_endproc

@@ -19,7 +19,9 @@
  *     64    = stack pointer of the context once resumed
  *
  * Saved: exactly the callee-saved state of the SysV ABI (rbx, rbp, r12-r15,
- * rsp, the MXCSR control bits and the x87 control word). The signal mask is
+ * rsp, the MXCSR control bits and the x87 control word); MXCSR is saved and
+ * reloaded whole, so its status flags are per context too. The x87 status
+ * word is not saved: it stays per thread. The signal mask is
  * NOT saved: a green thread that changes it changes it for the whole thread.
  *
  * `struct ugreen_context` (src/context.rs):
@@ -44,10 +46,11 @@
  * On entry: from and to non-NULL, to->sp non-NULL (checked: a violation
  * jumps to ugreen_internal_swap_misuse, which reports and aborts).
  * Effect:   callee-saved state pushed on the current stack, from->sp = rsp,
- *           to->sp = NULL (to is now running), rsp = the old to->sp, the
- *           FP control state reloaded only when it differs, the registers of
- *           `to` popped, and a jmp (not ret) to its return address with
- *           rax = transfer.
+ *           to->sp = NULL (to is now running), rsp = the old to->sp,
+ *           MXCSR of `to` always reloaded (control bits and status flags),
+ *           its x87 control word reloaded only when it differs from ours,
+ *           the registers of `to` popped, and a jmp (not ret) to its return
+ *           address with rax = transfer.
  */
 #ifndef UGREEN_NO_C_SWAP
 FUNC_BEGIN(ugreen_context_swap)
@@ -138,10 +141,15 @@ FUNC_END(ugreen_internal_switch)
 #endif
 
 /*
- * noreturn ugreen_internal_jump(ugreen_context *to : rsi, void *transfer : rdx)
+ * noreturn ugreen_internal_jump(uintptr_t *live     : rdi,
+ *                               ugreen_context *to  : rsi,
+ *                               void *transfer      : rdx)
  *
- * Resumes `to` without saving the current context (used when a context's
- * entry function has returned). Reloads MXCSR, and the x87 CW if it differs.
+ * Resumes `to` without saving the current context: the end of a context
+ * whose entry function returned. Once on the stack of `to` (and only then:
+ * nothing touches the finished stack after that) stores 0 to `*live`, which
+ * marks the finished context's stack free. Reloads MXCSR, and the x87 CW if
+ * it differs.
  */
 HIDDEN_BEGIN(ugreen_internal_jump)
     .cfi_startproc
@@ -153,10 +161,12 @@ HIDDEN_BEGIN(ugreen_internal_jump)
     test    %rax, %rax
     jz      .Ljump_misuse
     movq    $0, (%rsi)              /* to is running */
-    fnstcw  -8(%rsp)                /* current x87 CW (red zone of a stack
-                                       being left for good) */
+    mov     %rax, %rsp              /* leave the finished stack for good */
+    movq    $0, (%rdi)              /* *live = 0: that stack is free (a
+                                       plain store is a release on x86) */
+    fnstcw  -8(%rsp)                /* current x87 CW (below the frame of
+                                       `to`: free space of its stack) */
     movzwl  -8(%rsp), %ecx
-    mov     %rax, %rsp
     ldmxcsr (%rsp)                  /*  0: MXCSR */
     cmp     4(%rsp), %cx            /*  4: x87 CW */
     jne     .Lreload_cw
@@ -173,7 +183,8 @@ FUNC_END(ugreen_internal_jump)
  *     rbx = entry  (void (*)(void *arg, void *transfer))
  *     r12 = arg
  *     r13 = link   (ugreen_context *, never NULL here)
- *     r14 = live   (uintptr_t *, cleared when entry returns)
+ *     r14 = live   (uintptr_t *, cleared by ugreen_internal_jump once
+ *                   the finished context has left this stack)
  *     rbp = 0, rax = transfer (from the swap)
  * rsp is 16-byte aligned here, so the call below is ABI-aligned.
  *
@@ -185,6 +196,10 @@ FUNC_END(ugreen_internal_jump)
  */
 HIDDEN_BEGIN(ugreen_internal_trampoline)
     .cfi_startproc simple
+    /* An exception that leaves the entry function ends the process
+       (src/context.rs): the CFA below continues into the resumer, whose
+       frames must never catch it. Indirect: a pointer in writable data. */
+    .cfi_personality 0x9b, ugreen_personality_ref    /* indirect pcrel sdata4 */
     /* DW_CFA_def_cfa_expression: DW_OP_breg13 0; DW_OP_deref; DW_OP_plus_uconst 64 */
     .cfi_escape 0x0f, 0x05, 0x7d, 0x00, 0x06, 0x23, FRAME_SIZE
     .cfi_offset rip, -8
@@ -198,7 +213,6 @@ HIDDEN_BEGIN(ugreen_internal_trampoline)
     mov     %r12, %rdi              /* arg */
     mov     %rax, %rsi              /* transfer */
     call    *%rbx                   /* entry(arg, transfer) */
-    movq    $0, (%r14)              /* the stack is free again */
 #ifdef UGREEN_NO_C_SWAP
     /* `asan` feature: this fiber ends. Announce the switch to `link` and
        release the fiber's fake stack; done here because no instrumented
@@ -209,16 +223,27 @@ HIDDEN_BEGIN(ugreen_internal_trampoline)
     mov     %rax, %rsi                      /* bottom */
     call    __sanitizer_start_switch_fiber@PLT  /* rdx = size */
 #endif
+    mov     %r14, %rdi              /* live */
     mov     %r13, %rsi              /* to = link */
     xor     %edx, %edx              /* transfer = NULL */
     jmp     ugreen_internal_jump
     .cfi_endproc
 FUNC_END(ugreen_internal_trampoline)
 
+/* The personality routine's address, for the trampoline's CIE. */
+    .section .data.rel.ro.ugreen_personality_ref, "aw", %progbits
+    .p2align 3
+    .type   ugreen_personality_ref, %object
+    .size   ugreen_personality_ref, 8
+ugreen_personality_ref:
+    .quad   ugreen_internal_entry_personality
+    .text
+
 /*
  * The same for a context made without a link: the unwind ends here, and a
- * return from entry aborts with a message (ugreen_internal_no_link).
- *     rbx = entry, r12 = arg, r14 = live
+ * return from entry aborts with a message (ugreen_internal_no_link); the
+ * stack stays marked in use.
+ *     rbx = entry, r12 = arg
  */
 HIDDEN_BEGIN(ugreen_internal_trampoline_nolink)
     .cfi_startproc
@@ -227,7 +252,6 @@ HIDDEN_BEGIN(ugreen_internal_trampoline_nolink)
     mov     %r12, %rdi              /* arg */
     mov     %rax, %rsi              /* transfer */
     call    *%rbx                   /* entry(arg, transfer) */
-    movq    $0, (%r14)              /* the stack is free again */
     call    ugreen_internal_no_link@PLT
     ud2
     .cfi_endproc

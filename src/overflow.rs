@@ -175,7 +175,12 @@ fn unsafe_zeroed<T>() -> T {
 pub fn install() -> io::Result<()> {
     prepare_thread()?;
     if STATE
-        .compare_exchange(NOT_INSTALLED, INSTALLING, Ordering::AcqRel, Ordering::Acquire)
+        .compare_exchange(
+            NOT_INSTALLED,
+            INSTALLING,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
         .is_err()
     {
         return Ok(());
