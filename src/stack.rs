@@ -213,7 +213,7 @@ impl Stack {
     }
 
     /// Sets the label named in diagnostics (e.g. `"core 17"`); truncated to
-    /// [`LABEL_MAX`] bytes at a character boundary.
+    /// `LABEL_MAX` (63) bytes at a character boundary.
     pub fn set_label(&mut self, label: &str) {
         let mut len = label.len().min(LABEL_MAX);
         while !label.is_char_boundary(len) {
