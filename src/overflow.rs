@@ -1,7 +1,7 @@
 //! Stack-overflow diagnostics: an opt-in SIGSEGV/SIGBUS handler that names
 //! the green thread whose stack overflowed.
 //!
-//! Every [`Stack`](crate::Stack) is recorded in a lock-free registry while
+//! Every [`Stack`] is recorded in a lock-free registry while
 //! it is mapped (src/registry.rs). Once [`install`] has run, a fault inside
 //! the guard page of a recorded stack, or with the stack pointer in it,
 //! prints one line:
