@@ -13,6 +13,9 @@
 #ifndef _XOPEN_SOURCE
 #define _XOPEN_SOURCE 700 /* SA_ONSTACK, sigaltstack, kill */
 #endif
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
+#endif
 
 #include "test.h"
 
@@ -20,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define OVERFLOW_PAGES 16
@@ -227,18 +231,22 @@ static void overflow_chain(void)
 
 /* ------------------------------- signals that are not stack overflows */
 
-static void null_write(void)
+/* A real fault (si_code SEGV_ACCERR): a write to a read-only page. Not a
+   NULL write, which valgrind's memcheck would report as an error of the
+   program (tests/c/ also runs under memcheck). */
+static void bad_write(void)
 {
-    volatile int *volatile bad = NULL;
+    volatile int *page = (volatile int *)mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK((void *)page != MAP_FAILED);
     armed();
-    *bad = 1;
+    *page = 1;
 }
 
 static void other_fault(void)
 {
     new_stack(OVERFLOW_PAGES); /* a ugreen stack exists, and is not hit */
     install();
-    null_write();
+    bad_write();
 }
 
 static volatile sig_atomic_t app_runs;
@@ -259,7 +267,7 @@ static void chain_resethand(void)
 {
     set_handler(SA_RESETHAND, counting_handler, NULL, 0);
     install();
-    null_write();
+    bad_write();
 }
 
 static int blocked(int sig)
@@ -283,7 +291,7 @@ static void chain_mask(void)
 {
     set_handler(0, mask_reporting_handler, NULL, SIGUSR1);
     install();
-    null_write();
+    bad_write();
 }
 
 static void plain_handler(int sig)
@@ -297,14 +305,14 @@ static void chain_nodefer_plain(void)
 {
     set_handler(SA_NODEFER, NULL, plain_handler, 0);
     install();
-    null_write();
+    bad_write();
 }
 
 static void ignored_fault(void)
 {
     set_handler(0, NULL, SIG_IGN, 0);
     install();
-    null_write();
+    bad_write();
 }
 
 static void raise_default(void)
