@@ -41,6 +41,7 @@ SKIP=(
     scenarios_in_child_processes # tests/raw.rs: children that end the process on purpose
     gdb_backtrace                # tests/gdb.rs: runs gdb
     rounding_mode_is_per_context # tests/regs.rs: valgrind computes in round-to-nearest only
+    coroutine_shares_fp_control  # tests/regs.rs: the same
 )
 # Binaries not run under valgrind at all: they switch no stacks (and
 # asm_notes only runs the assembler and binutils).
