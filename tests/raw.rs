@@ -241,28 +241,36 @@ struct Scenario {
     name: &'static str,
     run: fn(),
     end: End,
-    /// On stdout.
-    stdout: &'static str,
+    /// What stdout must contain (in this build, on this host).
+    stdout: fn() -> &'static str,
 }
 
 const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "no-syscalls",
         run: no_syscalls,
-        end: if cfg!(feature = "ucontext") {
+        end: if cfg!(feature = "ucontext") && !cfg!(feature = "asan") {
             // swapcontext makes a signal-mask system call per switch: the
             // filter must catch it.
             End::Signal(libc::SIGSYS)
         } else {
             End::Exit(0)
         },
-        stdout: "no-syscalls: filter on",
+        stdout: || {
+            if cfg!(feature = "asan") || common::emulator().is_some() {
+                "no-syscalls: skipped"
+            } else if cfg!(feature = "ucontext") {
+                "no-syscalls: filter on"
+            } else {
+                "no-syscalls: ok"
+            }
+        },
     },
     Scenario {
         name: "forget-suspended-coroutine-then-drop-stack",
         run: forget_suspended_coroutine_then_drop_stack,
         end: End::Exit(0),
-        stdout: "reads after the drop: 1000",
+        stdout: || "reads after the drop: 1000",
     },
 ];
 
@@ -339,13 +347,18 @@ fn no_syscalls() {
     let mut main = RawContext::new();
     let mut green = RawContext::new();
     let mut count = 0u64;
+    if cfg!(feature = "asan") {
+        // The sanitizer's runtime maps fake stacks and annotates switches.
+        write_stdout(b"no-syscalls: skipped (AddressSanitizer's runtime makes system calls)\n");
+        std::process::exit(0);
+    }
     if !allow_only_write_and_exit() {
         assert!(
             common::emulator().is_some(),
             "seccomp filters are unavailable: {}",
             std::io::Error::last_os_error()
         );
-        write_stdout(b"no-syscalls: filter on (not under qemu-user: skipped)\n");
+        write_stdout(b"no-syscalls: skipped (qemu-user has no seccomp filters)\n");
         std::process::exit(0);
     }
     write_stdout(b"no-syscalls: filter on\n");
@@ -440,6 +453,6 @@ fn scenarios_in_child_processes() {
             End::Exit(code) => assert_eq!(out.status.code(), Some(code), "{what}"),
             End::Signal(sig) => assert_eq!(signal_of(&out), Some(sig), "{what}"),
         }
-        assert!(stdout.contains(s.stdout), "{what}");
+        assert!(stdout.contains((s.stdout)()), "{what}");
     }
 }
