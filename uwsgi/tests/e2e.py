@@ -679,14 +679,18 @@ def test_packaged_wrong_install_errors(opts):
         wrong_install('--ugreen with --greenlet', cmd + ['--plugin', '%s,%s,greenlet_%s' % (py, so, py)],
                       'another async engine', extra=['--greenlet']),
     ]
-    # a plugin built for another uWSGI (same root only: a plugin built in a chroot
-    # may need a newer C library than the host's)
+    # a plugin built for another uWSGI, both ways (the second where uwsgi-base runs:
+    # not in a chroot whose uwsgi-base was built on the host)
     rc, version = run_bounded(cmd + ['--version'])
-    if len(cmd) == 1 and version.strip() != '2.0.31':
-        out.append(wrong_install('the plugin built by uwsgi-base 2.0.31 in uWSGI %s' % version.strip(),
-                                 cmd + ['--plugin', '%s,%s' % (py, PLUGIN_SO)], 'built for uWSGI 2.0.31 but loaded into'))
-        out.append(wrong_install('the plugin built for uWSGI %s in uwsgi-base 2.0.31' % version.strip(),
-                                 [UWSGI_BASE, '--plugin', so], 'built for uWSGI %s but loaded into uWSGI 2.0.31' % version.strip()))
+    version = version.strip()
+    if version != '2.0.31':
+        out.append(wrong_install('the plugin built by uwsgi-base 2.0.31 in uWSGI %s' % version,
+                                 cmd + ['--plugin', '%s,%s' % (py, PLUGIN_SO)],
+                                 'built for uWSGI 2.0.31 but loaded into uWSGI %s' % version))
+        rc, base_version = run_bounded([UWSGI_BASE, '--version'])
+        if rc == 0 and base_version.strip() == '2.0.31':
+            out.append(wrong_install('the plugin built for uWSGI %s in uwsgi-base 2.0.31' % version,
+                                     [UWSGI_BASE, '--plugin', so], 'built for uWSGI %s but loaded into uWSGI 2.0.31' % version))
     return '; '.join(out)
 
 
