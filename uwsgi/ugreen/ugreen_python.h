@@ -53,4 +53,8 @@ UGREEN_PY_HIDDEN void ugreen_py_request_end(int core);
    no Python exception could be set (no CPython in the process). */
 UGREEN_PY_HIDDEN int ugreen_py_raise_in_caller(const char *message);
 
+/* Gives back the Python memory an idle core keeps between requests (its root
+   data-stack chunk); CPython allocates a new one at the core's next frame. */
+UGREEN_PY_HIDDEN void ugreen_py_core_idle_release(int core);
+
 #endif
