@@ -38,8 +38,8 @@ if [ -z "${UGREEN_E2E_PACKAGED_PLUGIN:-}" ] && [ -x /usr/bin/uwsgi ]; then
 	export UGREEN_E2E_PACKAGED_PLUGIN="$REPO/target/uwsgi-plugin/$(/usr/bin/uwsgi --version)/ugreen_plugin.so"
 fi
 
-# bounded: the suite takes 3-6 minutes on 2 cores (pip-install.sh builds uWSGI for 1-3 of them)
-timeout -k 10 1200 "$PYTHON" "$REPO/uwsgi/tests/e2e.py" "$@"
+# bounded: the suite takes 6-12 minutes on 2 cores (pip-install.sh builds uWSGI for 1-4 of them)
+timeout -k 10 1800 "$PYTHON" "$REPO/uwsgi/tests/e2e.py" "$@"
 rc=$?
 if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
 	echo "e2e tests timed out"
