@@ -8,6 +8,8 @@
 # plugin differs: target/uwsgi/plugins/{asm,ucontext}/ugreen_plugin.so.
 # Prints requests/s for 0, 10 and 1000 suspends per request and the ratio (the
 # median of ROUNDS measurements per point, alternating between the backends).
+# UGREEN_COMPARE="A B" compares two other plugin builds instead: the directories
+# target/uwsgi/plugins/A and .../B (e.g. a copy of an older build of the plugin).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DURATION="${1:-5}"
@@ -15,6 +17,7 @@ ROUNDS="${2:-1}"
 PYTHON="${PYTHON:-python3}"
 export PYTHON
 OUT="$REPO/target/uwsgi"
+read -r A B <<< "${UGREEN_COMPARE:-asm ucontext}"
 LOGDIR="$OUT/compare-logs"
 mkdir -p "$LOGDIR"
 
@@ -64,7 +67,7 @@ measure() { # backend n -> req/s
 }
 
 : > "$LOGDIR/wrk.log"
-for backend in asm ucontext; do
+for backend in "$A" "$B"; do
 	start_server "$backend"
 	grep -o 'uGreen threads.*' "$LOGDIR/$backend.log" | head -1
 	# warm-up
@@ -77,19 +80,19 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { prin
 declare -A RPS SAMPLES
 for n in 0 10 1000; do
 	for round in $(seq "$ROUNDS"); do
-		for backend in asm ucontext; do
+		for backend in "$A" "$B"; do
 			r=$(measure "$backend" "$n")
 			[ -n "$r" ] || { echo "compare.sh: wrk gave no result, see $LOGDIR/wrk.log" >&2; exit 1; }
 			SAMPLES[$backend,$n]="${SAMPLES[$backend,$n]:-} $r"
 			echo "  $backend, $n suspends/request, round $round: $r req/s"
 		done
 	done
-	for backend in asm ucontext; do
+	for backend in "$A" "$B"; do
 		RPS[$backend,$n]=$(echo "${SAMPLES[$backend,$n]}" | median)
 		curl -fs "http://127.0.0.1:${PORT[$backend]}/?n=$n" | grep -q ok || { echo "compare.sh: bad response" >&2; exit 1; }
 	done
 done
-for backend in asm ucontext; do
+for backend in "$A" "$B"; do
 	if grep -qE 'DAMN|Segmentation|Respawned' "$LOGDIR/$backend.log"; then
 		echo "compare.sh: the $backend worker died, see $LOGDIR/$backend.log" >&2
 		exit 1
@@ -98,10 +101,10 @@ done
 stop_servers
 
 echo
-printf '%-22s %14s %18s %10s\n' "suspends per request" "asm req/s" "ucontext req/s" "asm/ucontext"
+printf '%-22s %14s %18s %10s\n' "suspends per request" "$A req/s" "$B req/s" "$A/$B"
 for n in 0 10 1000; do
-	a=${RPS[asm,$n]}
-	u=${RPS[ucontext,$n]}
+	a=${RPS[$A,$n]}
+	u=${RPS[$B,$n]}
 	printf '%-22s %14.0f %18.0f %10s\n' "$n" "$a" "$u" "$(awk -v a="$a" -v u="$u" 'BEGIN { printf "%.2fx", a / u }')"
 done
 echo "(1 worker, --async 30 --ugreen, wrk -t1 -c30, ${DURATION} s per measurement, median of $ROUNDS round(s); logs in $LOGDIR)"
