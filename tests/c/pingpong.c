@@ -9,19 +9,11 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 
-#include "ugreen.h"
+#include "test.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                                \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            exit(1);                                                               \
-        }                                                                          \
-    } while (0)
 
 #define ROUND_TRIPS 100000L
 
@@ -59,7 +51,7 @@ int main(void) {
 
     CHECK(strcmp(ugreen_version(), UGREEN_VERSION) == 0);
     CHECK(UGREEN_VERSION_MAJOR >= 0 && UGREEN_VERSION_MINOR >= 0 && UGREEN_VERSION_PATCH >= 0);
-    CHECK(sizeof(ugreen_context) == 4 * sizeof(void *));
+    CHECK(sizeof(ugreen_context) == 3 * sizeof(void *));
 
     CHECK(ugreen_stack_new(16, &stack) == UGREEN_RESULT_OK);
     CHECK(stack != NULL);
