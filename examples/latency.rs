@@ -590,16 +590,9 @@ fn run_c_program(batches: usize) {
         .arg(root.join("include"))
         .arg(&source)
         .arg(&lib)
-        .args([
-            "-lgcc_s",
-            "-lutil",
-            "-lrt",
-            "-lpthread",
-            "-lm",
-            "-ldl",
-            "-lc",
-            "-o",
-        ])
+        // The archive's native libraries, as build.rs asked rustc.
+        .args(include_str!(concat!(env!("OUT_DIR"), "/native-static-libs")).split_whitespace())
+        .arg("-o")
         .arg(&out)
         .status();
     match status {

@@ -199,7 +199,12 @@ fn gdb_backtrace_from_c_green_thread_reaches_main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("gdb_green_backtrace-{ARCH}"));
     // Debian's name for the target's compiler (native or cross), else cc.
-    let cc = format!("{ARCH}-linux-gnu-gcc");
+    let libc = if cfg!(target_env = "musl") {
+        "musl"
+    } else {
+        "gnu"
+    };
+    let cc = format!("{ARCH}-linux-{libc}-gcc");
     let cc = if runs(&cc) { cc } else { "cc".to_owned() };
     let out = Command::new(&cc)
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O0", "-g"])
@@ -207,7 +212,7 @@ fn gdb_backtrace_from_c_green_thread_reaches_main() {
         .arg(root.join("include"))
         .arg(root.join("tests/gdb/green_backtrace.c"))
         .arg(common::staticlib())
-        .args(common::NATIVE_LIBS)
+        .args(common::native_libs())
         .arg("-o")
         .arg(&exe)
         .output()
