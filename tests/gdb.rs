@@ -180,8 +180,13 @@ fn assert_frames_in_order(output: &str, names: &[&str]) -> Vec<String> {
             None => panic!("frame `{name}` missing or out of order in:\n{output}"),
         }
     }
+    // musl's thread entry (`__clone`, written in assembly without CFI)
+    // does not mark itself as the outermost frame, so gdb reports a stop
+    // there, past every frame of the program: that one is not early.
+    let stopped_in_musl_clone =
+        cfg!(target_env = "musl") && frames.last().is_some_and(|f| f == "__clone");
     assert!(
-        !output.contains("Backtrace stopped"),
+        !output.contains("Backtrace stopped") || stopped_in_musl_clone,
         "gdb stopped the backtrace early:\n{output}"
     );
     frames
