@@ -427,12 +427,26 @@ def test_stack_overflow_respawn(opts):
         if status != 200 or not body.startswith('ok:'):
             raise TestFailure('first request: %d %r' % (status, body))
         pid1 = int(body.split(':')[1])
+        pyver = tuple(int(x) for x in body.split(':')[2].split('.'))
         try:
             status, body = http_get(srv.port, '/overflow', timeout=30)
         except (http.client.HTTPException, OSError):
             status, body = None, ''
-        if body:
+        if body and not body.startswith('Internal Server Error'):
             raise TestFailure('the overflowing request got an answer: %s %r' % (status, body))
+        if pyver >= (3, 14):
+            # CPython checks the C stack depth against the core's stack: a RecursionError,
+            # not an overflow, and the worker lives on
+            status, body = http_get(srv.port, '/ok')
+            if status != 200 or int(body.split(':')[1]) != pid1:
+                raise TestFailure('after the RecursionError: %d %r (first pid %d)\n%s' % (status, body, pid1, srv.log_tail()))
+            log = srv.log()
+            m = re.search(r'^RecursionError: Stack overflow.*$', log, re.M)
+            if not m:
+                raise TestFailure('no RecursionError about the C stack in the log:\n%s' % srv.log_tail())
+            srv.assert_no_worker_death()
+            return 'CPython %d.%d: %r in the request, worker %d unharmed, next request served' % (
+                pyver + (m.group(0).strip(), pid1))
         deadline = time.monotonic() + 20
         pid2 = None
         while time.monotonic() < deadline:
@@ -501,6 +515,74 @@ def test_config_errors(opts):
     return ', '.join(out)
 
 
+def test_suspend_outside_core(opts):
+    """uwsgi.suspend() from an app thread and at import: an exception in the caller,
+    the worker and the concurrent requests unharmed."""
+    args = ['--master', '--processes', '1', '--async', '30', '--ugreen',
+            '--wsgi-file', os.path.join(APPS, 'thread_suspend_app.py')]
+    with Server('suspend-outside-core', UWSGI_EMBEDDED, args) as srv:
+        nreq = 300
+
+        def one(i):
+            status, body = http_get(srv.port, '/?tag=t%d&n=%d' % (i, i % 50))
+            parts = body.split(':')
+            if status != 200 or len(parts) != 4 or parts[:3] != ['t%d' % i, 'raised', 'raised']:
+                raise TestFailure('status %d body %r, expected t%d:raised:raised:PID' % (status, body, i))
+            return int(parts[3])
+        pids, errors = run_clients(30, list(range(nreq)), one, timeout=120)
+        if errors:
+            raise TestFailure('%d errors, first: %s\nlog:\n%s' % (len(errors), errors[:3], srv.log_tail()))
+        if len(set(pids)) != 1:
+            raise TestFailure('responses came from several workers %s: the worker died' % sorted(set(pids)))
+        srv.assert_no_worker_death()
+        if 'uwsgi.suspend() called outside' not in srv.log():
+            raise TestFailure('no [ugreen] log line about the refused suspend:\n%s' % srv.log_tail())
+        return ('%d concurrent requests, each with an app thread calling uwsgi.suspend(): every call raised in '
+                'its thread (and at import), one worker (pid %d), no respawn') % (nreq, pids[0])
+
+
+def test_build_refuses_free_threaded(opts):
+    """A free-threaded CPython (Py_GIL_DISABLED) stops the plugin's build with a message."""
+    import sysconfig
+    inc = sysconfig.get_path('include')
+    src = os.path.join(REPO, 'uwsgi', 'ugreen', 'ugreen_python.c')
+    cc = os.environ.get('CC', 'gcc')
+    r = subprocess.run([cc, '-fsyntax-only', '-DUGREEN_WITH_PYTHON', '-DPy_GIL_DISABLED=1', '-I' + inc, src],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    out = r.stdout.decode(errors='replace')
+    m = re.search(r'#error "(ugreen plugin: free-threaded[^"]*)"', out)
+    if r.returncode == 0 or not m:
+        raise TestFailure('the build did not stop with the free-threaded message (exit %d):\n%s' % (r.returncode, out[-2000:]))
+    ok = subprocess.run([cc, '-fsyntax-only', '-DUGREEN_WITH_PYTHON', '-I' + inc, src],
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    if ok.returncode != 0:
+        raise TestFailure('the same build without Py_GIL_DISABLED fails:\n%s' % ok.stdout.decode(errors='replace')[-2000:])
+    return 'CPython %d.%d headers: %r' % (sys.version_info[:2] + (m.group(1)[:60] + '...',))
+
+
+def test_gc_while_suspended(opts):
+    """gc.collect() in some requests while others are suspended holding objects
+    (a class, a closure, a code object, a cycle) only through their frames."""
+    args = ['--master', '--processes', '1', '--async', '30', '--ugreen',
+            '--wsgi-file', os.path.join(APPS, 'gc_app.py')]
+    with Server('gc-while-suspended', UWSGI_EMBEDDED, args) as srv:
+        nreq = 600
+
+        def one(i):
+            status, body = http_get(srv.port, '/?tag=g%d&n=%d&gc=%d' % (i, 5 + i % 60, i % 4 == 0))
+            parts = body.split(':')
+            if status != 200 or len(parts) != 3 or parts[:2] != ['g%d' % i, 'ok']:
+                raise TestFailure('status %d body %r' % (status, body))
+            return int(parts[2])
+        pids, errors = run_clients(30, list(range(nreq)), one, timeout=180)
+        if errors:
+            raise TestFailure('%d errors, first: %s\nlog:\n%s' % (len(errors), errors[:3], srv.log_tail()))
+        if len(set(pids)) != 1:
+            raise TestFailure('responses came from several workers %s: the worker died' % sorted(set(pids)))
+        srv.assert_no_worker_death()
+        return '%d requests from 30 clients, gc.collect() while others are suspended: every object intact, one worker' % nreq
+
+
 TESTS = [
     test_config_errors,
     test_stress_embedded,
@@ -512,6 +594,9 @@ TESTS = [
     test_chat_bottle,
     test_psycopg2_postgres,
     test_stack_overflow_respawn,
+    test_suspend_outside_core,
+    test_build_refuses_free_threaded,
+    test_gc_while_suspended,
 ]
 
 

@@ -11,13 +11,16 @@
  * through the context link. Unlike swapcontext(), no signal-mask syscall is made on
  * a switch: uWSGI never changes the mask inside a green thread.
  *
- * Python: see ugreen_python.c (GIL released across a switch, per-core interpreter
- * state). A stack overflow in a core is reported by libugreen's SIGSEGV handler,
+ * Python: see ugreen_python.c (GIL held across a switch, per-core interpreter
+ * state), set up once per worker by the post_fork hook. uwsgi.suspend() from
+ * anywhere but a core's green thread (an app thread, or main) switches nothing
+ * and raises an exception in the caller. A stack overflow in a core is reported by libugreen's SIGSEGV handler,
  * which names the core, then chains to uWSGI's own handler.
  */
 
 #include <uwsgi.h>
 #include <ugreen.h>
+#include <pthread.h>
 
 #include "ugreen_python.h"
 
@@ -38,7 +41,10 @@ static struct {
 	int ncores;
 	struct ug_core *cores;
 	ugreen_context main_ctx;
-	int python_checked;
+	/* the core whose green thread runs, NULL while main runs */
+	struct ug_core *running;
+	/* the thread that runs the worker's cores */
+	pthread_t worker_thread;
 	/* the python request plugin, when the per-core Python state replaces its
 	   suspend/resume hooks (see ugreen_python.c) */
 	struct uwsgi_plugin *python_hooks_replaced;
@@ -60,7 +66,11 @@ static struct uwsgi_option ugreen_options[] = {
    through the context link. */
 static void ug_core_body(void *arg) {
 	struct ug_core *core = (struct ug_core *) arg;
-	ugreen_py_request_begin(core->id);
+	/* the stack's top is page aligned (a guard page lies above it) and this frame
+	   sits in its highest page */
+	char here;
+	uintptr_t top = ((uintptr_t) &here + (uintptr_t) uwsgi.page_size - 1) & ~((uintptr_t) uwsgi.page_size - 1);
+	ugreen_py_request_begin(core->id, (void *) (top - ug.stack_bytes), ug.stack_bytes);
 	async_schedule_to_req_green();
 	ugreen_py_request_end(core->id);
 }
@@ -74,22 +84,7 @@ static void ug_fatal(const char *what, ugreen_result r) {
 static void ug_schedule_to_req(void) {
 	struct wsgi_request *wsgi_req = uwsgi.wsgi_req;
 	struct ug_core *core = &ug.cores[wsgi_req->async_id];
-	struct uwsgi_plugin *rp = uwsgi.p[wsgi_req->uh->modifier1];
-
-	if (!ug.python_checked) {
-		ugreen_py_setup(ug.ncores);
-		ug.python_checked = 1;
-		if (ugreen_py_owns_frames()) {
-			int i;
-			for (i = 0; i < 256; i++) {
-				if (uwsgi.p[i] && uwsgi.p[i]->name && !strcmp(uwsgi.p[i]->name, "python")) {
-					ug.python_hooks_replaced = uwsgi.p[i];
-					break;
-				}
-			}
-		}
-	}
-	rp = ug_hooks(rp);
+	struct uwsgi_plugin *rp = ug_hooks(uwsgi.p[wsgi_req->uh->modifier1]);
 
 	/* a new request on this core: prepare its green thread on the core's stack */
 	if (!wsgi_req->suspended) {
@@ -101,33 +96,49 @@ static void ug_schedule_to_req(void) {
 		wsgi_req->suspended = 1;
 	}
 
-	ugreen_py_main_take();
 	if (rp && rp->suspend)
 		rp->suspend(NULL);
+	ugreen_py_before_switch(UGREEN_PY_TO_CORE, core->id);
+	ug.running = core;
 
 	ugreen_context_swap(&ug.main_ctx, &core->ctx);
 
+	ug.running = NULL;
+	ugreen_py_after_switch(UGREEN_PY_TO_MAIN, core->id);
 	if (rp && rp->resume)
 		rp->resume(NULL);
-	ugreen_py_main_release();
+}
+
+/* uwsgi.suspend() where no core can switch */
+static void ug_refuse_suspend(void) {
+	static const char msg[] = "uwsgi.suspend() called outside a request's uGreen green thread (from an app thread, or outside a request): "
+		"nothing was suspended; only the thread that runs the request can suspend it";
+	static int logged;
+	if (!logged) {
+		logged = 1;
+		uwsgi_log("[ugreen] %s (logged once per worker; the caller gets an exception)\n", msg);
+	}
+	ugreen_py_raise_in_caller(msg);
 }
 
 /* core -> main */
 static void ug_schedule_to_main(struct wsgi_request *wsgi_req) {
-	struct ug_core *core = &ug.cores[wsgi_req->async_id];
+	if (!ug.running || !pthread_equal(pthread_self(), ug.worker_thread)) {
+		ug_refuse_suspend();
+		return;
+	}
+	struct ug_core *core = ug.running;
 	struct uwsgi_plugin *rp = ug_hooks(uwsgi.p[wsgi_req->uh->modifier1]);
 
-	ugreen_py_core_hold(core->id);
 	if (rp && rp->suspend)
 		rp->suspend(wsgi_req);
-	ugreen_py_leave(core->id);
+	ugreen_py_before_switch(UGREEN_PY_TO_MAIN, core->id);
 
 	ugreen_context_swap(&core->ctx, &ug.main_ctx);
 
-	ugreen_py_enter(core->id);
+	ugreen_py_after_switch(UGREEN_PY_TO_CORE, core->id);
 	if (rp && rp->resume)
 		rp->resume(wsgi_req);
-	ugreen_py_core_release(core->id);
 
 	uwsgi.wsgi_req = wsgi_req;
 }
@@ -190,11 +201,23 @@ static int ug_init(void) {
 
 	uwsgi.schedule_to_main = ug_schedule_to_main;
 	uwsgi.schedule_to_req = ug_schedule_to_req;
+	ug.worker_thread = pthread_self();
 	return 0;
+}
+
+/* Once per worker, before its first request: the Python setup. */
+static void ug_post_fork(void) {
+	if (!ug.enabled)
+		return;
+	ug.worker_thread = pthread_self();
+	ugreen_py_worker_init(ug.ncores);
+	/* the per-core Python state replaces the python plugin's suspend/resume hooks */
+	ug.python_hooks_replaced = ugreen_py_owns_frames() ? uwsgi_plugin_get("python") : NULL;
 }
 
 struct uwsgi_plugin ugreen_plugin = {
 	.name = "ugreen",
 	.init = ug_init,
+	.post_fork = ug_post_fork,
 	.options = ugreen_options,
 };

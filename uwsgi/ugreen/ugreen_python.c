@@ -1,31 +1,57 @@
 /*
  * CPython on uGreen.
  *
- * All green threads of a worker run on one OS thread and one PyThreadState. Two
+ * All green threads of a worker run on one OS thread and one PyThreadState. Three
  * things break Python there unless the switch code takes care of them:
  *
  * 1. The GIL. uWSGI enables threads, so a core that suspends from Python code
  *    holds the GIL; the next core to enter Python would block on it forever. A
- *    core therefore releases the GIL before it switches to main (when it holds it)
- *    and takes it back when it is resumed.
+ *    core therefore holds the GIL across the switch and releases it for the code
+ *    between switches (main takes it before switching to a core, and releases it
+ *    once a core has switched back).
  *
  * 2. Thread-state fields that CPython treats as a strict stack but that green
- *    threads would interleave:
- *      - the frame data stack (datastack_chunk/top/limit, Python >= 3.11): frames
+ *    threads would interleave. Each core keeps its own copy, grouped by what they
+ *    are (one type each, with one save and one restore, so a new CPython version
+ *    changes one type):
+ *      - ug_py_frames: the current frame (cframe before 3.13, current_frame) and
+ *        the recursion budgets (Python depth; C depth on 3.12 and 3.13; on 3.14+
+ *        the JIT's current executor);
+ *      - ug_py_datastack: the frame data stack (datastack_chunk/top/limit): frames
  *        of a suspended core would be overwritten by the next core's frames;
- *      - the exception-info chain (exc_info): generators link their exception
- *        state into it and unlink it on exit, out of order across cores;
- *      - the contextvars context (context, and context_ver to invalidate the
- *        lookup caches): decimal.localcontext() and ContextVar values would leak
- *        between concurrent requests.
- *    Each core gets its own copy of these fields, fresh for every request (the
- *    core's green thread is re-made per request, so nothing survives from the
- *    previous one): an empty data stack (the core's root chunk is kept and reused),
- *    an empty exception chain and an empty contextvars context. The frame
- *    pointer (cframe/current_frame) and the recursion counters are kept per
- *    core the same way, which is exactly what the python plugin's own
- *    suspend/resume hooks save and restore: for Python requests the switch
- *    code skips those hooks (each costs a PyGILState_Ensure/Release pair).
+ *      - ug_py_exc: the exception-info chain (exc_info): generators link their
+ *        exception state into it and unlink it on exit, out of order across cores;
+ *      - ug_py_context: the contextvars context (context; context_ver is bumped on
+ *        every switch to invalidate the lookup caches): decimal.localcontext()
+ *        and ContextVar values would leak between concurrent requests;
+ *      - ug_py_trash: the trashcan of deferred deallocations (the nesting
+ *        counter before 3.14, and the delete_later chain): a core that suspends
+ *        inside a deep deallocation must not hand its half-built chain to another
+ *        core.
+ *    This state starts fresh for every request (the core's green thread is re-made
+ *    per request, so nothing survives from the previous one): an empty data stack
+ *    (the core's root chunk is kept and reused), an empty exception chain, an
+ *    empty contextvars context and trashcan, main's outermost frame and budget.
+ *    The frame pointer and the recursion counters are exactly what the python
+ *    plugin's own suspend/resume hooks save and restore: the switch code skips
+ *    those hooks (each costs a PyGILState_Ensure/Release pair).
+ *
+ * 3. The C stack (CPython >= 3.14). CPython detects deep recursion by comparing
+ *    the stack pointer with the limits of the thread's stack. A core's stack lies
+ *    outside those limits, where CPython assumes a foreign stack and checks
+ *    nothing: a deep recursion would overflow the core's stack and kill the
+ *    worker. While a core runs, the thread state's stack protection is therefore
+ *    set to the core's stack (PyUnstable_ThreadState_SetStackProtection), and
+ *    reset to the thread's own stack before the core switches back
+ *    (PyUnstable_ThreadState_ResetStackProtection): a request that recurses
+ *    deeply gets a RecursionError, and the worker lives on.
+ *
+ * Not kept per core, and why: recursion_headroom (only non-zero while CPython
+ * formats a RecursionError, never across a switch); tracing/profiling state
+ * (shared by the thread, as the python plugin's hooks do); 3.15's
+ * last_profiled_frame (a cache of the remote sampling profiler, which re-walks
+ * the stack when it does not match); datastack_cached_chunk (3.14+: a free chunk
+ * any core may take).
  *
  * The Python symbols are weak references: the same plugin works in a uWSGI built
  * without the python plugin, where they resolve to NULL and every hook is a no-op.
@@ -41,15 +67,20 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#ifdef Py_GIL_DISABLED
+#error "ugreen plugin: free-threaded CPython builds (python3.Xt, --disable-gil) are not handled: all green threads of a worker share one thread state, which needs the GIL; build the plugin against a CPython with the GIL, or without Python support (UGREEN_PYTHON=0)"
+#endif
 #if PY_VERSION_HEX < 0x030B0000
 #error "ugreen plugin: CPython < 3.11 is not handled (its frame and exception state differ); build the plugin without Python support (UGREEN_PYTHON=0)"
-#elif PY_VERSION_HEX >= 0x030E0000
-#error "ugreen plugin: CPython >= 3.14 is not handled yet: check the thread-state fields kept per core (ugreen_python.c) against this version's cpython/pystate.h"
-#endif
-#ifdef Py_GIL_DISABLED
-#error "ugreen plugin: free-threaded CPython builds are not handled"
+#elif PY_VERSION_HEX >= 0x03100000
+#error "ugreen plugin: CPython >= 3.16 is not handled yet: check the thread-state fields kept per core (the ug_py_* types of ugreen_python.c) against this version's cpython/pystate.h"
 #endif
 
+#define UG_PY312 (PY_VERSION_HEX >= 0x030C0000)
+#define UG_PY313 (PY_VERSION_HEX >= 0x030D0000)
+#define UG_PY314 (PY_VERSION_HEX >= 0x030E0000)
+
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,56 +95,232 @@ void uwsgi_log(const char *, ...);
 #pragma weak PyEval_SaveThread
 #pragma weak PyEval_RestoreThread
 #pragma weak PyGILState_GetThisThreadState
+#pragma weak PyGILState_Ensure
+#pragma weak PyGILState_Release
+#pragma weak PyErr_SetString
+#pragma weak PyErr_Clear
+#pragma weak PyExc_RuntimeError
 #pragma weak PyThread_get_thread_ident
 #pragma weak PyObject_GetArenaAllocator
 #pragma weak _Py_Dealloc
-#if PY_VERSION_HEX >= 0x030D0000
+#if UG_PY313
 #pragma weak PyThreadState_GetUnchecked
 #define ug_current_tstate() PyThreadState_GetUnchecked()
 #else
 #pragma weak _PyThreadState_UncheckedGet
 #define ug_current_tstate() _PyThreadState_UncheckedGet()
 #endif
-
-/* where the current Python frame and the recursion budget live per version */
-#if PY_VERSION_HEX >= 0x030D0000
-#define UG_FRAME_T struct _PyInterpreterFrame *
-#define UG_FRAME_FIELD current_frame
-#define UG_RECURSION_FIELD py_recursion_remaining
-#define UG_C_RECURSION c_recursion_remaining
-#elif PY_VERSION_HEX >= 0x030C0000
-#define UG_FRAME_T _PyCFrame *
-#define UG_FRAME_FIELD cframe
-#define UG_RECURSION_FIELD py_recursion_remaining
-#define UG_C_RECURSION c_recursion_remaining
-#else
-#define UG_FRAME_T _PyCFrame *
-#define UG_FRAME_FIELD cframe
-#define UG_RECURSION_FIELD recursion_remaining
+#if UG_PY314
+#pragma weak PyUnstable_ThreadState_SetStackProtection
+#pragma weak PyUnstable_ThreadState_ResetStackProtection
 #endif
 
-/* the thread-state fields that belong to a green thread */
-struct ug_pyfields {
-	_PyStackChunk *chunk;
-	PyObject **top;
-	PyObject **limit;
-	_PyErr_StackItem *exc_info;
-	PyObject *context;
-	/* the frame pointer and recursion budget, which the python plugin's own
-	   suspend/resume hooks would otherwise save and restore */
-	UG_FRAME_T frame;
-	int recursion;
-#ifdef UG_C_RECURSION
-	int c_recursion;
+/* ---- the per-core interpreter state, one type per concern ---------------- */
+
+/* The current frame and the recursion budgets. The Python depth is kept as a
+   depth (limit - remaining), as greenlet does, so sys.setrecursionlimit() applies
+   to suspended cores too. */
+struct ug_py_frames {
+#if UG_PY313
+	struct _PyInterpreterFrame *frame;
+#else
+	_PyCFrame *frame;
+#endif
+	int py_depth;
+#if UG_PY314
+	PyObject *executor;
+#elif UG_PY312
+	int c_remaining;
 #endif
 };
 
+#if UG_PY313
+#define UG_FRAME(ts) ((ts)->current_frame)
+#else
+#define UG_FRAME(ts) ((ts)->cframe)
+#endif
+#if UG_PY312
+#define UG_PY_REMAINING(ts) ((ts)->py_recursion_remaining)
+#define UG_PY_LIMIT(ts) ((ts)->py_recursion_limit)
+#else
+#define UG_PY_REMAINING(ts) ((ts)->recursion_remaining)
+#define UG_PY_LIMIT(ts) ((ts)->recursion_limit)
+#endif
+
+static inline void ug_py_frames_save(const PyThreadState *ts, struct ug_py_frames *s) {
+	s->frame = UG_FRAME(ts);
+	s->py_depth = UG_PY_LIMIT(ts) - UG_PY_REMAINING(ts);
+#if UG_PY314
+	s->executor = ts->current_executor;
+#elif UG_PY312
+	s->c_remaining = ts->c_recursion_remaining;
+#endif
+}
+
+static inline void ug_py_frames_restore(PyThreadState *ts, const struct ug_py_frames *s) {
+	UG_FRAME(ts) = s->frame;
+	UG_PY_REMAINING(ts) = UG_PY_LIMIT(ts) - s->py_depth;
+#if UG_PY314
+	ts->current_executor = s->executor;
+#elif UG_PY312
+	ts->c_recursion_remaining = s->c_remaining;
+#endif
+}
+
+/* The frame data stack. */
+struct ug_py_datastack {
+	_PyStackChunk *chunk;
+	PyObject **top;
+	PyObject **limit;
+};
+
+static inline void ug_py_datastack_save(const PyThreadState *ts, struct ug_py_datastack *s) {
+	s->chunk = ts->datastack_chunk;
+	s->top = ts->datastack_top;
+	s->limit = ts->datastack_limit;
+}
+
+static inline void ug_py_datastack_restore(PyThreadState *ts, const struct ug_py_datastack *s) {
+	ts->datastack_chunk = s->chunk;
+	ts->datastack_top = s->top;
+	ts->datastack_limit = s->limit;
+}
+
+/* An empty data stack on the root chunk (CPython never pops data[0] of a root
+   chunk), or none yet: CPython then allocates the root chunk at the first push. */
+static inline void ug_py_datastack_fresh(struct ug_py_datastack *s, _PyStackChunk *root) {
+	s->chunk = root;
+	s->top = root ? &root->data[1] : NULL;
+	s->limit = root ? (PyObject **) ((char *) root + root->size) : NULL;
+}
+
+/* The exception-info chain. */
+struct ug_py_exc {
+	_PyErr_StackItem *exc_info;
+};
+
+static inline void ug_py_exc_save(const PyThreadState *ts, struct ug_py_exc *s) {
+	s->exc_info = ts->exc_info;
+}
+
+static inline void ug_py_exc_restore(PyThreadState *ts, const struct ug_py_exc *s) {
+	ts->exc_info = s->exc_info;
+}
+
+/* The contextvars context. NULL: CPython creates an empty one at first use (as
+   for a new thread or greenlet). */
+struct ug_py_context {
+	PyObject *context;
+};
+
+static inline void ug_py_context_save(const PyThreadState *ts, struct ug_py_context *s) {
+	s->context = ts->context;
+}
+
+static inline void ug_py_context_restore(PyThreadState *ts, const struct ug_py_context *s) {
+	ts->context = s->context;
+	/* contextvars cache their lookups per (context, version) */
+	ts->context_ver++;
+}
+
+/* The trashcan of deferred deallocations. The chain holds objects whose refcount
+   already reached 0 (no reference is owned here). */
+struct ug_py_trash {
+#if !UG_PY313
+	int nesting;
+#endif
+	PyObject *delete_later;
+};
+
+static inline void ug_py_trash_save(const PyThreadState *ts, struct ug_py_trash *s) {
+#if UG_PY313
+	s->delete_later = ts->delete_later;
+#elif UG_PY312
+	s->nesting = ts->trash.delete_nesting;
+	s->delete_later = ts->trash.delete_later;
+#else
+	s->nesting = ts->trash_delete_nesting;
+	s->delete_later = ts->trash_delete_later;
+#endif
+}
+
+static inline void ug_py_trash_restore(PyThreadState *ts, const struct ug_py_trash *s) {
+#if UG_PY313
+	ts->delete_later = s->delete_later;
+#elif UG_PY312
+	ts->trash.delete_nesting = s->nesting;
+	ts->trash.delete_later = s->delete_later;
+#else
+	ts->trash_delete_nesting = s->nesting;
+	ts->trash_delete_later = s->delete_later;
+#endif
+}
+
+/* Everything above: what a green thread owns of the thread state. */
+struct ug_py_state {
+	struct ug_py_frames frames;
+	struct ug_py_datastack datastack;
+	struct ug_py_exc exc;
+	struct ug_py_context context;
+	struct ug_py_trash trash;
+};
+
+static inline void ug_py_state_save(const PyThreadState *ts, struct ug_py_state *s) {
+	ug_py_frames_save(ts, &s->frames);
+	ug_py_datastack_save(ts, &s->datastack);
+	ug_py_exc_save(ts, &s->exc);
+	ug_py_context_save(ts, &s->context);
+	ug_py_trash_save(ts, &s->trash);
+}
+
+static inline void ug_py_state_restore(PyThreadState *ts, const struct ug_py_state *s) {
+	ug_py_frames_restore(ts, &s->frames);
+	ug_py_datastack_restore(ts, &s->datastack);
+	ug_py_exc_restore(ts, &s->exc);
+	ug_py_context_restore(ts, &s->context);
+	ug_py_trash_restore(ts, &s->trash);
+}
+
+/* The C stack CPython checks its depth against (3.14+). It is not saved from the
+   thread state: a core's is its own stack, main's is the thread's. It changes
+   only where the stack pointer changes: right after a switch to a core, right
+   before a switch to main (no Python code may run on a core's stack once main's
+   is installed). */
+struct ug_py_cstack {
+	void *lo;
+	size_t size;
+};
+
+static inline void ug_py_cstack_enter_core(PyThreadState *ts, const struct ug_py_cstack *s) {
+#if UG_PY314
+	if (PyUnstable_ThreadState_SetStackProtection(ts, s->lo, s->size) < 0) {
+		PyErr_Clear();
+		uwsgi_log("[ugreen] CPython refuses a core stack of %lu bytes as too small: raise --ugreen-stacksize\n", (unsigned long) s->size);
+		exit(1);
+	}
+#else
+	(void) ts;
+	(void) s;
+#endif
+}
+
+static inline void ug_py_cstack_enter_main(PyThreadState *ts) {
+#if UG_PY314
+	PyUnstable_ThreadState_ResetStackProtection(ts);
+#else
+	(void) ts;
+#endif
+}
+
+/* ---- cores and the GIL ---------------------------------------------------- */
+
 struct ug_pycore {
-	PyThreadState *ts;        /* the thread state the fields below belong to */
+	PyThreadState *ts;        /* the thread state the state below belongs to */
 	int active;               /* a request with per-core state runs on this core */
 	int held;                 /* the core held the GIL when it switched to main */
-	struct ug_pyfields core;  /* the core's fields while it is switched out */
-	struct ug_pyfields main;  /* main's fields while the core runs */
+	struct ug_py_state core;  /* the core's state while it is switched out */
+	struct ug_py_state main;  /* main's state while the core runs */
+	struct ug_py_cstack cstack; /* the core's stack */
 	_PyErr_StackItem exc_bottom; /* bottom of the core's exception chain */
 	_PyStackChunk *root;      /* the core's root data-stack chunk, kept between requests */
 };
@@ -126,34 +333,6 @@ static struct {
 	struct ug_pycore *cores;
 	PyObjectArenaAllocator arena;
 } ugpy;
-
-static inline void fields_save(PyThreadState *ts, struct ug_pyfields *f) {
-	f->chunk = ts->datastack_chunk;
-	f->top = ts->datastack_top;
-	f->limit = ts->datastack_limit;
-	f->exc_info = ts->exc_info;
-	f->context = ts->context;
-	f->frame = ts->UG_FRAME_FIELD;
-	f->recursion = ts->UG_RECURSION_FIELD;
-#ifdef UG_C_RECURSION
-	f->c_recursion = ts->UG_C_RECURSION;
-#endif
-}
-
-static inline void fields_load(PyThreadState *ts, const struct ug_pyfields *f) {
-	ts->datastack_chunk = f->chunk;
-	ts->datastack_top = f->top;
-	ts->datastack_limit = f->limit;
-	ts->exc_info = f->exc_info;
-	ts->context = f->context;
-	ts->UG_FRAME_FIELD = f->frame;
-	ts->UG_RECURSION_FIELD = f->recursion;
-#ifdef UG_C_RECURSION
-	ts->UG_C_RECURSION = f->c_recursion;
-#endif
-	/* contextvars cache their lookups per (context, version) */
-	ts->context_ver++;
-}
 
 /* The thread state this OS thread runs with the GIL held, or NULL. */
 static inline PyThreadState *ug_held_tstate(void) {
@@ -180,8 +359,8 @@ static inline int ug_gil_take(struct ug_pycore *c, int core) {
 	return 1;
 }
 
-void ugreen_py_setup(int ncores) {
-	if (!Py_IsInitialized || !Py_IsInitialized())
+void ugreen_py_worker_init(int ncores) {
+	if (ugpy.on || !Py_IsInitialized || !Py_IsInitialized())
 		return;
 
 	int major = 0, minor = 0;
@@ -220,66 +399,43 @@ int ugreen_py_owns_frames(void) {
 	return ugpy.on;
 }
 
-void ugreen_py_main_take(void) {
-	if (!ugpy.on)
-		return;
-	PyThreadState *held = ug_held_tstate();
-	if (held) {
-		/* main never runs Python code itself: keep what it holds */
-		ugpy.main_took = 0;
-		return;
-	}
-	PyEval_RestoreThread(ugpy.main_ts);
-	ugpy.main_took = 1;
+int ugreen_py_raise_in_caller(const char *message) {
+	if (!Py_IsInitialized || !Py_IsInitialized())
+		return 0;
+	PyGILState_STATE g = PyGILState_Ensure();
+	PyErr_SetString(PyExc_RuntimeError, message);
+	PyGILState_Release(g);
+	return 1;
 }
 
-void ugreen_py_main_release(void) {
-	if (!ugpy.on || !ugpy.main_took)
-		return;
-	ugpy.main_took = 0;
-	PyEval_SaveThread();
-}
-
-void ugreen_py_request_begin(int core) {
+void ugreen_py_request_begin(int core, void *stack_lo, size_t stack_size) {
 	if (!ugpy.on)
 		return;
 	struct ug_pycore *c = &ugpy.cores[core];
 	c->ts = ugpy.main_ts;
-	int took = ug_gil_take(c, core);
+	ug_gil_take(c, core);
 	PyThreadState *ts = c->ts;
 
-	fields_save(ts, &c->main);
+	ug_py_state_save(ts, &c->main);
 
-	struct ug_pyfields fresh;
-	if (c->root) {
-		/* an empty data stack on the root chunk: CPython never pops data[0] of a root chunk */
-		fresh.chunk = c->root;
-		fresh.top = &c->root->data[1];
-		fresh.limit = (PyObject **) ((char *) c->root + c->root->size);
-	}
-	else {
-		/* CPython allocates the core's root chunk at the first frame push */
-		fresh.chunk = NULL;
-		fresh.top = NULL;
-		fresh.limit = NULL;
-	}
+	struct ug_py_state fresh;
+	/* the request starts from main's (outermost) frame and recursion budget */
+	fresh.frames = c->main.frames;
+	ug_py_datastack_fresh(&fresh.datastack, c->root);
 	c->exc_bottom.exc_value = NULL;
 	c->exc_bottom.previous_item = NULL;
-	fresh.exc_info = &c->exc_bottom;
-	/* an empty contextvars context, created by CPython at first use (as for a new
-	   thread or greenlet): nothing set by another request or by the worker leaks in */
-	fresh.context = NULL;
-	/* the request starts from main's (outermost) frame and recursion budget */
-	fresh.frame = ts->UG_FRAME_FIELD;
-	fresh.recursion = ts->UG_RECURSION_FIELD;
-#ifdef UG_C_RECURSION
-	fresh.c_recursion = ts->UG_C_RECURSION;
-#endif
-	fields_load(ts, &fresh);
+	fresh.exc.exc_info = &c->exc_bottom;
+	/* nothing set by another request or by the worker leaks in */
+	fresh.context.context = NULL;
+	memset(&fresh.trash, 0, sizeof(fresh.trash));
+	ug_py_state_restore(ts, &fresh);
+
+	c->cstack.lo = stack_lo;
+	c->cstack.size = stack_size;
+	ug_py_cstack_enter_core(ts, &c->cstack);
 	c->active = 1;
 
 	/* the request handler takes the GIL itself */
-	(void) took;
 	ugpy.main_took = 0;
 	PyEval_SaveThread();
 }
@@ -306,35 +462,58 @@ void ugreen_py_request_end(int core) {
 	c->exc_bottom.exc_value = NULL;
 	PyObject *ctx = ts->context;
 
-	fields_load(ts, &c->main);
+	ug_py_state_restore(ts, &c->main);
 	c->active = 0;
 
-	/* released with main's state installed: finalizers may run Python code */
+	/* released with main's state installed (finalizers may run Python code), and
+	   still on the core's stack with its stack protection */
 	Py_XDECREF(exc);
 	Py_XDECREF(ctx);
-	/* the GIL stays held: main releases it after the python plugin's resume hook */
+	ug_py_cstack_enter_main(ts);
+	/* the GIL stays held: main releases it after the switch */
 	ugpy.main_took = 1;
 }
 
-void ugreen_py_core_hold(int core) {
+void ugreen_py_before_switch(enum ugreen_py_dir dir, int core) {
+	if (!ugpy.on)
+		return;
+	if (dir == UGREEN_PY_TO_CORE) {
+		/* in main: hold the GIL across the switch */
+		if (ug_held_tstate()) {
+			/* main never runs Python code itself: keep what it holds */
+			ugpy.main_took = 0;
+			return;
+		}
+		PyEval_RestoreThread(ugpy.main_ts);
+		ugpy.main_took = 1;
+		return;
+	}
+	/* on the core: hold the GIL, swap the core's state for main's */
 	struct ug_pycore *c = ug_active(core);
 	if (!c)
 		return;
 	c->held = !ug_gil_take(c, core);
-}
-
-void ugreen_py_leave(int core) {
-	struct ug_pycore *c = ug_active(core);
-	if (!c)
-		return;
 	PyThreadState *ts = c->ts;
-	fields_save(ts, &c->core);
-	fields_load(ts, &c->main);
-	/* the GIL stays held: main releases it after the python plugin's resume hook */
+	ug_py_state_save(ts, &c->core);
+	ug_py_state_restore(ts, &c->main);
+	ug_py_cstack_enter_main(ts);
+	/* the GIL stays held: main releases it after the switch */
 	ugpy.main_took = 1;
 }
 
-void ugreen_py_enter(int core) {
+void ugreen_py_after_switch(enum ugreen_py_dir dir, int core) {
+	if (!ugpy.on)
+		return;
+	if (dir == UGREEN_PY_TO_MAIN) {
+		/* in main: release the GIL held across the switch */
+		if (!ugpy.main_took)
+			return;
+		ugpy.main_took = 0;
+		PyEval_SaveThread();
+		return;
+	}
+	/* on the core: swap main's state for the core's; give the GIL back unless the
+	   core held it when it left */
 	struct ug_pycore *c = ug_active(core);
 	if (!c)
 		return;
@@ -342,14 +521,9 @@ void ugreen_py_enter(int core) {
 	if (!ug_held_tstate())
 		PyEval_RestoreThread(ts);
 	ugpy.main_took = 0;
-	fields_save(ts, &c->main);
-	fields_load(ts, &c->core);
-}
-
-void ugreen_py_core_release(int core) {
-	struct ug_pycore *c = ug_active(core);
-	if (!c)
-		return;
+	ug_py_cstack_enter_core(ts, &c->cstack);
+	ug_py_state_save(ts, &c->main);
+	ug_py_state_restore(ts, &c->core);
 	if (!c->held)
 		PyEval_SaveThread();
 }
@@ -363,7 +537,7 @@ void ugreen_py_core_release(int core) {
 
 void uwsgi_log(const char *, ...);
 
-void ugreen_py_setup(int ncores) {
+void ugreen_py_worker_init(int ncores) {
 	(void) ncores;
 	int (*initialized)(void) = (int (*)(void)) dlsym(RTLD_DEFAULT, "Py_IsInitialized");
 	if (initialized && initialized()) {
@@ -373,13 +547,10 @@ void ugreen_py_setup(int ncores) {
 }
 
 int ugreen_py_owns_frames(void) { return 0; }
-void ugreen_py_main_take(void) {}
-void ugreen_py_main_release(void) {}
-void ugreen_py_request_begin(int core) { (void) core; }
+int ugreen_py_raise_in_caller(const char *message) { (void) message; return 0; }
+void ugreen_py_before_switch(enum ugreen_py_dir dir, int core) { (void) dir; (void) core; }
+void ugreen_py_after_switch(enum ugreen_py_dir dir, int core) { (void) dir; (void) core; }
+void ugreen_py_request_begin(int core, void *stack_lo, size_t stack_size) { (void) core; (void) stack_lo; (void) stack_size; }
 void ugreen_py_request_end(int core) { (void) core; }
-void ugreen_py_core_hold(int core) { (void) core; }
-void ugreen_py_leave(int core) { (void) core; }
-void ugreen_py_enter(int core) { (void) core; }
-void ugreen_py_core_release(int core) { (void) core; }
 
 #endif

@@ -2,7 +2,9 @@
 
 GET /overflow recurses through map() (every level is a new C-level call into the
 interpreter, so it consumes the core's C stack) until the stack's guard page is
-hit (before any response is sent). GET /ok answers "ok:PID".
+hit (before any response is sent). On CPython >= 3.14, which checks the depth of
+the C stack against the core's stack, the recursion ends with a RecursionError
+instead. GET /ok answers "ok:PID:MAJOR.MINOR".
 """
 import os
 import sys
@@ -22,4 +24,4 @@ def application(environ, start_response):
     start_response('200 OK', [('Content-Type', 'text/plain')])
     yield b''
     uwsgi.suspend()
-    yield ('ok:%d' % os.getpid()).encode()
+    yield ('ok:%d:%d.%d' % ((os.getpid(),) + sys.version_info[:2])).encode()
