@@ -17,7 +17,11 @@ versions=("$@")
 [ ${#versions[@]} -gt 0 ] || versions=(3.12 3.13 3.14 3.15)
 
 echo "==> libugreen.a (asm and ucontext backends)"
-cargo build --release -q && cargo build --release -q --features ucontext --target-dir target/ucontext \
+# (scripts/staticlib: the archives where build.sh looks for them, and their
+# native libraries, which build.sh takes from UGREEN_NATIVE_LIBS with UGREEN_SKIP_CARGO)
+{ read -r lib_asm; read -r native_libs; } < <(scripts/staticlib --release -q)
+{ read -r lib_ucontext; read -r _; } < <(scripts/staticlib --release -q --features ucontext --target-dir target/ucontext)
+[ -f "${lib_asm:-}" ] && [ -f "${lib_ucontext:-}" ] && [ -n "${native_libs:-}" ] \
 	|| { echo "cargo build failed"; exit 1; }
 
 summary=()
@@ -48,6 +52,7 @@ for v in "${versions[@]}"; do
 	echo "==> CPython $v: building uWSGI and the plugin into $out"
 	mkdir -p "$out"
 	if ! "${runner[@]}" env PYTHON="$py" UGREEN_UWSGI_OUT="$out" UGREEN_SKIP_CARGO=1 \
+		UGREEN_LIB_ASM="$lib_asm" UGREEN_LIB_UCONTEXT="$lib_ucontext" UGREEN_NATIVE_LIBS="$native_libs" \
 		"$REPO/uwsgi/build.sh" --backend all > "$out/build.log" 2>&1; then
 		tail -30 "$out/build.log"
 		summary+=("CPython $v: build failed (see $out/build.log)")
