@@ -99,6 +99,18 @@ fn native_static_libs(out_dir: &Path) {
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    // `ugreen_bti`: the Rust code is built with BTI landing pads
+    // (`-Zbranch-protection=bti`), so the coroutine switch's indirect-call
+    // targets need one too (src/arch/aarch64.rs); without BTI the pad would
+    // be one more instruction per switch for nothing.
+    println!("cargo:rustc-check-cfg=cfg(ugreen_bti)");
+    let rustflags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    if rustflags
+        .split('\x1f')
+        .any(|f| f.contains("branch-protection") && f.contains("bti"))
+    {
+        println!("cargo:rustc-cfg=ugreen_bti");
+    }
     println!("cargo:rerun-if-changed=asm/common.h");
     for (_, _, _, src) in SOURCES {
         println!("cargo:rerun-if-changed={src}");

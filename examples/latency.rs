@@ -279,6 +279,73 @@ fn coroutine_case(depth: u32) -> Box<dyn FnMut(u64) -> f64> {
     })
 }
 
+// -------------------------------------------------------------- corosensei
+
+#[inline(never)]
+fn cs_resume_depth1(
+    co: &mut corosensei::Coroutine<(), (), ()>,
+) -> corosensei::CoroutineResult<(), ()> {
+    let r = co.resume(());
+    no_tail_call();
+    r
+}
+
+#[inline(never)]
+fn cs_suspend_depth1(y: &corosensei::Yielder<(), ()>) {
+    y.suspend(());
+    no_tail_call();
+}
+
+/// The same ping-pong with corosensei 0.3 (what a Rust user would pick
+/// instead of ugreen's `Coroutine`), on a stack of the same size.
+fn corosensei_case(depth: u32) -> Box<dyn FnMut(u64) -> f64> {
+    let stack =
+        corosensei::stack::DefaultStack::new(STACK_PAGES * ugreen::page_size()).expect("stack");
+    let mut co: corosensei::Coroutine<(), (), ()> = if depth == 0 {
+        corosensei::Coroutine::with_stack(stack, |y, ()| loop {
+            y.suspend(());
+        })
+    } else {
+        corosensei::Coroutine::with_stack(stack, |y, ()| loop {
+            cs_suspend_depth1(y);
+        })
+    };
+    Box::new(move |n| {
+        let rounds = n / 2;
+        if depth == 0 {
+            time(|| {
+                for _ in 0..rounds {
+                    black_box(co.resume(()));
+                }
+            })
+        } else {
+            time(|| {
+                for _ in 0..rounds {
+                    black_box(cs_resume_depth1(&mut co));
+                }
+            })
+        }
+    })
+}
+
+/// corosensei's `Coroutine::with_stack` + `resume` to completion +
+/// `into_stack`, on one reused stack (corosensei's way to reuse a stack).
+fn create_corosensei_case() -> Box<dyn FnMut(u64) -> f64> {
+    let mut stack = Some(
+        corosensei::stack::DefaultStack::new(STACK_PAGES * ugreen::page_size()).expect("stack"),
+    );
+    Box::new(move |n| {
+        time(|| {
+            for _ in 0..n {
+                let mut co: corosensei::Coroutine<u32, (), u32> =
+                    corosensei::Coroutine::with_stack(stack.take().unwrap(), |_, x: u32| x + 1);
+                black_box(co.resume(black_box(1)));
+                stack = Some(co.into_stack());
+            }
+        })
+    })
+}
+
 // ------------------------------------------------------------ swapcontext
 
 #[cfg(target_env = "gnu")]
@@ -735,6 +802,9 @@ fn main() {
         Case::new("mk_raw", scale(fast / 4), create_raw_case()),
         Case::new("mk_co", scale(fast / 4), create_coroutine_case()),
         Case::new("mk_uc", scale(slow / 4), create_uc_case()),
+        Case::new("cs0", scale(fast), corosensei_case(0)),
+        Case::new("cs1", scale(fast), corosensei_case(1)),
+        Case::new("mk_cs", scale(fast / 4), create_corosensei_case()),
     ];
 
     // Warm-up batch (discarded), then the measured ones, interleaved.
@@ -821,6 +891,26 @@ fn main() {
     row1("getcontext + makecontext + swapcontext", "mk_uc");
     ratio1("ratio glibc / ugreen raw", "mk_uc", "mk_raw");
     ratio1("ratio glibc / ugreen Coroutine", "mk_uc", "mk_co");
+
+    println!();
+    println!("Rust coroutines, ns (same batches)                   ugreen median  corosensei median  ratio ugreen/corosensei: of medians  paired");
+    let vs = |label: &str, ours: &str, theirs: &str| {
+        println!(
+            "  {label:<50} {:>10.2} {:>18.2} {:>27.2}x {:>7.2}x",
+            m(ours),
+            m(theirs),
+            m(ours) / m(theirs),
+            paired(ours, theirs)
+        );
+    };
+    vs("one-way switch, resume/suspend, depth 0", "co0", "cs0");
+    vs("one-way switch, resume/suspend, depth 1", "co1", "cs1");
+    vs(
+        "create on a reused stack + resume to the end",
+        "mk_co",
+        "mk_cs",
+    );
+
     println!();
     println!("measured in {:.1} s", elapsed.as_secs_f64());
 

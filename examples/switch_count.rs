@@ -6,13 +6,19 @@
 //! switch_count <case> <n>
 //! ```
 //!
+//! Each case is a function of its own (never inlined), so every loop is
+//! compiled alike, without registers reserved by the code around it.
+//!
 //! Cases (`n` operations each):
 //! * `asm`: `n` one-way switches with `ugreen_context_swap` (C symbol), depth 0;
 //! * `coroutine`: `n` one-way switches with `Coroutine::resume`/`suspend`;
 //! * `swapcontext`: `n` one-way switches with glibc `swapcontext`;
 //! * `create-raw`: `n` times `RawContext::make` + swap in + return via link;
 //! * `create-coroutine`: `n` times `Coroutine::on_stack` + `resume` to the end;
-//! * `create-ucontext`: `n` times `getcontext` + `makecontext` + `swapcontext`.
+//! * `create-ucontext`: `n` times `getcontext` + `makecontext` + `swapcontext`;
+//! * `corosensei`, `create-corosensei`: the `coroutine` and
+//!   `create-coroutine` cases with corosensei 0.3 (`with_stack` on a reused
+//!   stack, then `into_stack`).
 
 use std::ffi::c_void;
 use std::hint::black_box;
@@ -51,6 +57,7 @@ unsafe extern "C" fn asm_green(arg: *mut c_void, _transfer: usize) {
     }
 }
 
+#[inline(never)]
 fn asm(n: u64) {
     let stack = Stack::new(STACK_PAGES).expect("stack");
     let mut pair = Box::new(Pair {
@@ -72,6 +79,7 @@ fn asm(n: u64) {
     }
 }
 
+#[inline(never)]
 fn coroutine(n: u64) {
     let mut co: Coroutine<(), (), ()> =
         Coroutine::new(Stack::new(STACK_PAGES).expect("stack"), |y, ()| loop {
@@ -79,6 +87,32 @@ fn coroutine(n: u64) {
         });
     for _ in 0..n / 2 {
         black_box(co.resume(()));
+    }
+}
+
+#[inline(never)]
+fn corosensei(n: u64) {
+    let stack =
+        corosensei::stack::DefaultStack::new(STACK_PAGES * ugreen::page_size()).expect("stack");
+    let mut co: corosensei::Coroutine<(), (), ()> =
+        corosensei::Coroutine::with_stack(stack, |y, ()| loop {
+            y.suspend(());
+        });
+    for _ in 0..n / 2 {
+        black_box(co.resume(()));
+    }
+}
+
+#[inline(never)]
+fn create_corosensei(n: u64) {
+    let mut stack = Some(
+        corosensei::stack::DefaultStack::new(STACK_PAGES * ugreen::page_size()).expect("stack"),
+    );
+    for _ in 0..n {
+        let mut co: corosensei::Coroutine<u32, (), u32> =
+            corosensei::Coroutine::with_stack(stack.take().unwrap(), |_, x: u32| x + 1);
+        black_box(co.resume(black_box(1)));
+        stack = Some(co.into_stack());
     }
 }
 
@@ -107,6 +141,7 @@ extern "C" fn uc_green() {
 }
 
 #[cfg(target_env = "gnu")]
+#[inline(never)]
 fn swapcontext(n: u64) {
     let stack = Stack::new(STACK_PAGES).expect("stack");
     // SAFETY: ucontext_t is plain data; all-zero is a valid bit pattern.
@@ -135,6 +170,7 @@ fn swapcontext(n: u64) {
 
 unsafe extern "C" fn return_at_once(_arg: *mut c_void, _transfer: usize) {}
 
+#[inline(never)]
 fn create_raw(n: u64) {
     let stack = Stack::new(STACK_PAGES).expect("stack");
     let (mut main, mut green) = (Box::new(RawContext::new()), Box::new(RawContext::new()));
@@ -149,6 +185,7 @@ fn create_raw(n: u64) {
     }
 }
 
+#[inline(never)]
 fn create_coroutine(n: u64) {
     let mut stack = Stack::new(STACK_PAGES).expect("stack");
     for _ in 0..n {
@@ -161,6 +198,7 @@ fn create_coroutine(n: u64) {
 extern "C" fn uc_return_at_once() {}
 
 #[cfg(target_env = "gnu")]
+#[inline(never)]
 fn create_ucontext(n: u64) {
     let stack = Stack::new(STACK_PAGES).expect("stack");
     // SAFETY: ucontext_t is plain data; all-zero is a valid bit pattern.
@@ -194,6 +232,8 @@ fn main() {
         "create-coroutine" => create_coroutine(n),
         #[cfg(target_env = "gnu")]
         "create-ucontext" => create_ucontext(n),
+        "corosensei" => corosensei(n),
+        "create-corosensei" => create_corosensei(n),
         #[cfg(not(target_env = "gnu"))]
         "swapcontext" | "create-ucontext" => {
             eprintln!("switch_count: {case} needs glibc (musl's libc has no swapcontext)");
@@ -201,7 +241,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: switch_count <asm|coroutine|swapcontext|create-raw|create-coroutine|create-ucontext> <n>"
+                "usage: switch_count <asm|coroutine|swapcontext|create-raw|create-coroutine|create-ucontext|corosensei|create-corosensei> <n>"
             );
             std::process::exit(2);
         }

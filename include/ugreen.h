@@ -168,6 +168,23 @@ bool ugreen_stack_in_use(const struct ugreen_stack *stack);
 enum ugreen_result ugreen_stack_high_water(const struct ugreen_stack *stack, size_t *out);
 
 /**
+ * Gives the pages of `stack` below its top `keep_bytes` (rounded up to
+ * whole pages) back to the system: they stop counting in the resident
+ * memory and read as zero when touched again (one page fault each). The top
+ * `keep_bytes` stay as they are. One madvise(MADV_DONTNEED) system call, or
+ * none when `keep_bytes` covers the whole stack. For long-lived stacks that
+ * a deep call touched once (e.g. a server's per-core stacks after a burst).
+ *
+ * Errors: NULL_ARGUMENT; WRONG_STATE while a context made on the stack has
+ * not finished (nothing is released); SYSTEM_ERROR if the kernel refuses
+ * (e.g. locked pages; nothing is released).
+ *
+ * # Safety
+ * `stack` is NULL or a live stack not used concurrently.
+ */
+enum ugreen_result ugreen_stack_release_pages(struct ugreen_stack *stack, size_t keep_bytes);
+
+/**
  * Declares that the context made on `stack`, if any, will never run again,
  * so that a new one can be made on it (ugreen_context_make answers
  * WRONG_STATE until the previous context finished otherwise). Its frames

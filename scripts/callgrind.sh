@@ -111,6 +111,8 @@ fi
 row create-raw "creation: RawContext::make + swap in + return via link"
 row create-coroutine "creation: Coroutine::on_stack + resume to the end"
 row create-ucontext "creation: getcontext + makecontext + swapcontext"
+row corosensei "one-way switch, corosensei 0.3 resume / suspend"
+row create-corosensei "creation: corosensei 0.3 with_stack + resume + into_stack"
 echo
 echo "instr/op: every user-space instruction per operation, the calling loop"
 echo "included (a system call counts as one). in routine: those executed in the"

@@ -41,6 +41,7 @@ SKIP=(
     crash_scenarios              # tests/raw.rs: children that crash on purpose
     gdb_backtrace                # tests/gdb.rs: runs gdb
     rounding_mode_is_per_context # tests/regs.rs: valgrind computes in round-to-nearest only
+    coroutine_shares_fp_control  # tests/regs.rs: the same
 )
 # Binaries not run under valgrind at all: they switch no stacks (and
 # asm_notes only runs the assembler and binutils).

@@ -1,12 +1,22 @@
 //! The safe API: coroutines on guarded stacks.
+//!
+//! A coroutine switches with the inline switch of `arch` (`co_resume` /
+//! `co_suspend`): one word goes each way.
+//!
+//! * resumer -> coroutine: the address of the input `I` (moved out by the
+//!   coroutine), or 0 to unwind the coroutine (it is being dropped);
+//! * coroutine -> resumer: the address of the yielded `Y` (moved out by the
+//!   resumer), or 0 once the coroutine has finished; its [`Outcome`] then
+//!   sits in the slot at the top of its stack that held the closure.
 
 use crate::arch;
-use crate::context::RawContext;
+use crate::error::Error;
 use crate::stack::Stack;
 use core::ffi::c_void;
 use core::marker::PhantomData;
-use core::mem::{align_of, size_of};
+use core::mem::{align_of, size_of, ManuallyDrop};
 use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 
@@ -19,66 +29,30 @@ pub enum CoroutineResult<Y, R> {
     Return(R),
 }
 
-/// Resumer -> coroutine.
-enum Command<I> {
-    Resume(I),
-    /// Unwind the coroutine's stack (sent when a suspended coroutine is dropped).
-    Unwind,
-}
-
-/// Coroutine -> resumer.
-enum Event<Y, R> {
-    Yield(Y),
+/// How a coroutine ended: written by the coroutine into the slot that held
+/// its closure, read by the resumer once the switch back passes 0.
+enum Outcome<R> {
     Return(R),
     Panic(Box<dyn Any + Send>),
+    /// A forced unwind (see [`ForcedUnwind`]) reached the root.
     Unwound,
 }
 
 /// The payload that unwinds a dropped coroutine's stack.
 struct ForcedUnwind;
 
-/// The two contexts of a coroutine. Lives at the top of the coroutine's
-/// stack so its address never changes, whatever happens to the
-/// `Coroutine` value.
+/// What a coroutine's switches share. Lives at the top of the coroutine's
+/// stack so its address never changes, whatever happens to the `Coroutine`
+/// value.
 #[repr(C)]
 struct Shared {
-    /// Saved state of the coroutine while it is suspended.
-    inner: RawContext,
-    /// Saved state of the resumer while the coroutine runs: the link.
-    outer: RawContext,
-    /// The closure, written by `with_holder`, read once on first entry.
-    closure: *mut u8,
-    /// Where the resumer wants the final event: its `Option<Event<Y, R>>`,
-    /// set before every switch into the coroutine.
-    result: *mut u8,
-    /// Set by the coroutine when it has written the final event to `result`
-    /// and is about to return to the trampoline, which switches to `outer`
-    /// (the link). Until then, the word a switch to the resumer passes
-    /// points to an `Option<Y>` on the coroutine's stack.
-    finished: bool,
-}
-
-enum StackHolder<'s> {
-    Owned(Stack),
-    Borrowed(&'s mut Stack),
-}
-
-impl StackHolder<'_> {
-    fn get(&self) -> &Stack {
-        match self {
-            StackHolder::Owned(s) => s,
-            StackHolder::Borrowed(s) => s,
-        }
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum State {
-    /// Made, never resumed: the closure sits on the stack, unread.
-    Fresh,
-    Suspended,
-    Running,
-    Finished,
+    /// The link: the resumer's saved state while the coroutine runs. The
+    /// first field: the trampoline finds it at the address the entry
+    /// function receives.
+    link: arch::CoContext,
+    /// The slot holding the closure until the first entry reads it, then
+    /// the [`Outcome`] once the coroutine has finished.
+    slot: *mut u8,
 }
 
 /// A coroutine: a closure running on its own [`Stack`], resumed with an `I`,
@@ -97,13 +71,28 @@ enum State {
 /// A panic inside the coroutine finishes it and continues in the caller of
 /// `resume`. Dropping a coroutine that is suspended unwinds its stack first,
 /// running the destructors of everything live on it.
+///
+/// The switch keeps the callee-saved registers of the ABI but not the FP
+/// control state (MXCSR and the x87 control word; FPCR): a coroutine shares
+/// it with its resumer, as Rust code, which cannot change it soundly,
+/// expects. The raw API ([`RawContext`](crate::RawContext)) keeps it per
+/// context.
 pub struct Coroutine<'s, I, Y, R> {
-    stack: Option<StackHolder<'s>>,
+    /// The coroutine's saved stack pointer while it is suspended (fresh or
+    /// not); 0 once it has finished, and while it runs.
+    sp: usize,
     shared: NonNull<Shared>,
-    /// The closure while `Fresh`, with the function that drops it.
-    closure: *mut u8,
+    /// The slot in `shared` (kept here too, so the switch needs no
+    /// register for `shared` across it).
+    slot: *mut u8,
+    /// The stack's in-use flag, cleared when the coroutine finishes.
+    live: NonNull<AtomicUsize>,
+    /// Drops the closure in the slot while `Fresh`.
     drop_closure: unsafe fn(*mut u8),
-    state: State,
+    /// The stack, when owned (dropped by `Drop`); a borrowed one is held by
+    /// `_borrow`.
+    owned: ManuallyDrop<Option<Stack>>,
+    _borrow: PhantomData<&'s mut Stack>,
     _types: CoroutineTypes<I, Y, R>,
 }
 
@@ -114,6 +103,11 @@ type CoroutineTypes<I, Y, R> = PhantomData<(fn(I) -> Y, fn() -> R, *mut ())>;
 type YielderTypes<I, Y> = PhantomData<(fn(Y) -> I, *mut ())>;
 
 /// Handed to the coroutine's closure: suspends the coroutine.
+///
+/// A `Yielder` captured by reference in a coroutine nested inside its own
+/// coroutine may be used there: `suspend` then suspends the whole nest (the
+/// enclosing coroutine with the nested one running inside it), and dropping
+/// the enclosing coroutine while so suspended unwinds both stacks.
 pub struct Yielder<I, Y> {
     shared: *mut Shared,
     _types: YielderTypes<I, Y>,
@@ -122,227 +116,336 @@ pub struct Yielder<I, Y> {
 impl<I, Y> Yielder<I, Y> {
     /// Suspends the coroutine: `resume` returns `Yield(value)` to the resumer,
     /// and this call returns the input of the next `resume`.
+    #[inline]
     pub fn suspend(&self, value: Y) -> I {
-        let mut event: Option<Y> = Some(value);
+        let value = ManuallyDrop::new(value);
         // SAFETY: `shared` lives at the top of this coroutine's stack; the
-        // coroutine is running, so `outer` holds its suspended resumer.
-        let cmd = unsafe {
-            let shared = self.shared;
-            arch::switch(
-                ptr::addr_of_mut!((*shared).inner),
-                ptr::addr_of_mut!((*shared).outer),
-                ptr::addr_of_mut!(event) as usize,
+        // coroutine is running, so `outer` holds its suspended resumer,
+        // which moves `value` out before it can be resumed again.
+        let word = unsafe {
+            arch::co_suspend(
+                ptr::addr_of_mut!((*self.shared).link),
+                ptr::addr_of!(value) as usize,
             )
         };
-        // SAFETY: the resumer passes a pointer to its `Option<Command<I>>`,
-        // valid until it regains control.
-        match unsafe { take_command::<I>(cmd) } {
-            Command::Resume(input) => input,
-            Command::Unwind => panic::resume_unwind(Box::new(ForcedUnwind)),
+        if word == 0 {
+            forced_unwind();
         }
+        // SAFETY: the resumer passes the address of its input, which it
+        // does not use again (see `Coroutine::resume`).
+        unsafe { ptr::read(word as *const I) }
     }
 }
 
-/// # Safety
-/// `word` is the address of a live `Option<Command<I>>`.
-unsafe fn take_command<I>(word: usize) -> Command<I> {
-    // SAFETY: the caller's contract; the sender never passes an empty slot.
-    unsafe {
-        (*(word as *mut Option<Command<I>>))
-            .take()
-            .unwrap_unchecked()
-    }
+#[cold]
+#[inline(never)]
+fn resume_misuse() -> ! {
+    panic!("ugreen: resume of a coroutine that has finished (or is running)")
+}
+
+#[cold]
+fn forced_unwind() -> ! {
+    panic::resume_unwind(Box::new(ForcedUnwind))
 }
 
 impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
     /// A coroutine running `f` on `stack`, which it owns (get it back with
     /// [`Coroutine::into_stack`]). `f` receives the first `resume`'s input.
     ///
-    /// Panics if the stack is in use or too small to hold `f`'s captures and
-    /// a page to run in.
+    /// # Panics
+    /// If the stack is in use by another context, or too small to hold
+    /// `f`'s captures and a page to run in ([`Coroutine::try_new`] returns
+    /// these as errors instead).
+    #[inline]
     pub fn new<F>(stack: Stack, f: F) -> Self
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + 's,
     {
-        Self::with_holder(StackHolder::Owned(stack), f)
+        match Self::make::<F, true>(&stack, f) {
+            Ok(co) => co.with_owned(stack),
+            Err(e) => e.panic(),
+        }
     }
 
     /// A coroutine running `f` on a borrowed `stack`, for reusing one stack
     /// for many successive coroutines.
+    ///
+    /// # Panics
+    /// As [`Coroutine::new`] ([`Coroutine::try_on_stack`] returns errors
+    /// instead).
+    #[inline]
     pub fn on_stack<F>(stack: &'s mut Stack, f: F) -> Self
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + 's,
     {
-        Self::with_holder(StackHolder::Borrowed(stack), f)
+        match Self::make::<F, true>(stack, f) {
+            Ok(co) => co,
+            Err(e) => e.panic(),
+        }
     }
 
-    fn with_holder<F>(holder: StackHolder<'s>, f: F) -> Self
+    /// [`Coroutine::new`] without panics: fails with
+    /// [`Error::WrongState`] if the stack is in use by another context, and
+    /// [`Error::InvalidSize`] if it is too small to hold `f`'s captures and
+    /// a page to run in. The stack is dropped on failure.
+    pub fn try_new<F>(stack: Stack, f: F) -> Result<Self, Error>
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + 's,
     {
-        let stack = holder.get();
-        let top = stack.top() as usize;
-        let shared_at = (top - size_of::<Shared>()) & !15;
-        let closure_align = align_of::<F>().max(16);
-        let closure_at = shared_at
-            .checked_sub(size_of::<F>())
-            .map(|a| a & !(closure_align - 1));
-        let frame_top = closure_at.map(|a| a & !15);
-        let room = frame_top.and_then(|t| t.checked_sub(arch::INIT_RESERVE + crate::page_size()));
-        match room {
-            Some(low) if low >= stack.bottom() as usize => {}
-            _ => panic!(
-                "ugreen: stack of {} bytes too small for a closure of {} bytes",
-                stack.size(),
-                size_of::<F>()
-            ),
+        match Self::make::<F, false>(&stack, f) {
+            Ok(co) => Ok(co.with_owned(stack)),
+            Err(e) => Err(e.error),
         }
-        if stack.claim().is_err() {
-            panic!("ugreen: the stack is in use by another context");
+    }
+
+    /// [`Coroutine::on_stack`] without panics: the errors of
+    /// [`Coroutine::try_new`].
+    pub fn try_on_stack<F>(stack: &'s mut Stack, f: F) -> Result<Self, Error>
+    where
+        F: FnOnce(&Yielder<I, Y>, I) -> R + 's,
+    {
+        Self::make::<F, false>(stack, f).map_err(|e| e.error)
+    }
+
+    /// Hands `stack`, which the coroutine runs on, to the coroutine.
+    #[inline]
+    fn with_owned(mut self, stack: Stack) -> Self {
+        self.owned = ManuallyDrop::new(Some(stack));
+        self
+    }
+
+    /// Makes the coroutine on `stack`, which the caller keeps alive as long
+    /// as the coroutine (by lending it for `'s` or handing it over). With
+    /// `PANIC`, panics instead of returning an error (which keeps the
+    /// `Result` out of the infallible constructors).
+    #[inline]
+    fn make<F, const PANIC: bool>(stack: &Stack, f: F) -> Result<Self, MakeError>
+    where
+        F: FnOnce(&Yielder<I, Y>, I) -> R + 's,
+    {
+        let (bottom, top, page) = stack.bounds();
+        // From the top down: Shared, the slot (closure, later the outcome),
+        // the initial frame, and at least a page to run in. The top is
+        // page-aligned, so for any alignment up to 4 KiB these are fixed
+        // offsets below it (folded at compile time).
+        let slot_size = size_of::<F>().max(size_of::<Outcome<R>>());
+        let slot_align = align_of::<F>().max(align_of::<Outcome<R>>()).max(16);
+        let shared_off = (size_of::<Shared>() + 15) & !15;
+        let slot_off = shared_off
+            .checked_add(slot_size)
+            .and_then(|o| o.checked_add(slot_align - 1))
+            .map(|o| o & !(slot_align - 1));
+        let need = slot_off.and_then(|o| o.checked_add(arch::CO_RESERVE));
+        let slot_off = match (slot_off, need) {
+            // Every page size is at least 4 KiB.
+            (Some(off), Some(need)) if slot_align <= 4096 && need <= top - bottom - page => off,
+            _ => {
+                let e = MakeError::new(Error::InvalidSize, stack, size_of::<F>());
+                if PANIC {
+                    e.panic()
+                }
+                return Err(e);
+            }
+        };
+        let (shared_at, slot_at) = (top - shared_off, top - slot_off);
+        if let Err(error) = stack.claim() {
+            let e = MakeError::new(error, stack, size_of::<F>());
+            if PANIC {
+                e.panic()
+            }
+            return Err(e);
         }
-        let (closure_at, frame_top) = (closure_at.unwrap(), frame_top.unwrap());
         let shared = shared_at as *mut Shared;
-        // SAFETY: `shared_at` and `closure_at` lie inside the usable range of
+        // SAFETY: `shared_at` and `slot_at` lie inside the usable range of
         // the claimed stack (checked above), aligned for their types, and
-        // below them the frame and a page remain; nothing else uses the stack.
-        unsafe {
-            shared.write(Shared {
-                inner: RawContext::new(),
-                outer: RawContext::new(),
-                closure: closure_at as *mut u8,
-                result: ptr::null_mut(),
-                finished: false,
-            });
-            (closure_at as *mut F).write(f);
-            arch::init_frame(
-                ptr::addr_of_mut!((*shared).inner),
-                stack.bottom(),
-                frame_top as *mut u8,
+        // below them the frame and a page remain; nothing else uses the
+        // stack. `slot_at` is 16-aligned, as `co_init` needs of `top`.
+        let sp = unsafe {
+            // The link is written by every resume.
+            ptr::addr_of_mut!((*shared).slot).write(slot_at as *mut u8);
+            (slot_at as *mut F).write(f);
+            arch::co_init(
+                ptr::addr_of_mut!((*shared).link),
+                bottom as *mut u8,
+                slot_at as *mut u8,
                 coroutine_main::<F, I, Y, R>,
-                shared.cast::<c_void>(),
-                ptr::addr_of_mut!((*shared).outer),
-                stack.meta().live.as_ptr(),
-            );
-        }
-        Coroutine {
-            stack: Some(holder),
+            )
+        };
+        Ok(Coroutine {
+            sp,
+            slot: slot_at as *mut u8,
             // SAFETY: derived from a non-zero stack address.
             shared: unsafe { NonNull::new_unchecked(shared) },
-            closure: closure_at as *mut u8,
+            live: NonNull::from(&stack.meta().live),
             drop_closure: drop_in_place_erased::<F>,
-            state: State::Fresh,
+            owned: ManuallyDrop::new(None),
+            _borrow: PhantomData,
             _types: PhantomData,
-        }
+        })
     }
 
     /// Runs the coroutine until it suspends or returns.
     ///
-    /// Panics if the coroutine has finished (returned or panicked), and
-    /// resumes the panic if the coroutine panics.
+    /// # Panics
+    /// If the coroutine has finished (returned or panicked); and resumes the
+    /// panic if the coroutine panics.
+    #[inline]
     pub fn resume(&mut self, input: I) -> CoroutineResult<Y, R> {
-        match self.switch_in(Command::Resume(input)) {
-            Event::Yield(y) => CoroutineResult::Yield(y),
-            Event::Return(r) => CoroutineResult::Return(r),
-            Event::Panic(payload) => panic::resume_unwind(payload),
-            Event::Unwound => unreachable!("a resumed coroutine never reports a forced unwind"),
+        let input = ManuallyDrop::new(input);
+        // SAFETY: the coroutine moves `input` out before it switches back.
+        let word = unsafe { self.switch_in(ptr::addr_of!(input) as usize) };
+        if word != 0 {
+            // SAFETY: the coroutine passed the address of its yielded value,
+            // which it does not use again.
+            CoroutineResult::Yield(unsafe { ptr::read(word as *const Y) })
+        } else {
+            match self.finish() {
+                Outcome::Return(r) => CoroutineResult::Return(r),
+                Outcome::Panic(payload) => panic::resume_unwind(payload),
+                // A forced unwind that this coroutine caught was not meant
+                // for it: code running on its stack suspended an enclosing
+                // coroutine through that one's `Yielder`, and the enclosing
+                // coroutine is being dropped. Continue unwinding it.
+                Outcome::Unwound => forced_unwind(),
+            }
         }
     }
 
-    fn switch_in(&mut self, cmd: Command<I>) -> Event<Y, R> {
-        match self.state {
-            State::Finished => panic!("ugreen: resume of a coroutine that has finished"),
-            State::Running => panic!("ugreen: resume of a coroutine that is running"),
-            State::Fresh | State::Suspended => {}
+    /// Switches into the coroutine with `word` (0: unwind); returns the word
+    /// it passes back (0: finished).
+    ///
+    /// # Safety
+    /// `word` is 0 or the address of an `I` that the coroutine may move out.
+    #[inline(always)]
+    unsafe fn switch_in(&mut self, word: usize) -> usize {
+        let sp = self.sp;
+        if sp == 0 {
+            resume_misuse();
         }
-        self.state = State::Running;
-        let mut slot = Some(cmd);
-        let mut result: Option<Event<Y, R>> = None;
-        let shared = self.shared.as_ptr();
-        // SAFETY: the coroutine is suspended (Fresh or Suspended), its stack
-        // is alive (held by self), and `shared` never moves. `result` lives
-        // until the switch returns, which is when the coroutine's final
-        // event, if any, has been written to it.
-        let word = unsafe {
-            (*shared).result = ptr::addr_of_mut!(result).cast();
-            arch::switch(
-                ptr::addr_of_mut!((*shared).outer),
-                ptr::addr_of_mut!((*shared).inner),
-                ptr::addr_of_mut!(slot) as usize,
-            )
-        };
-        // SAFETY: unless finished, the coroutine passed the address of its
-        // live `Option<Y>`, valid until it is resumed.
-        let event = unsafe {
-            if (*shared).finished {
-                result.take().unwrap_unchecked()
-            } else {
-                Event::Yield((*(word as *mut Option<Y>)).take().unwrap_unchecked())
-            }
-        };
-        self.state = match event {
-            Event::Yield(_) => State::Suspended,
-            _ => {
-                self.release_stack();
-                State::Finished
-            }
-        };
-        event
+        // Not resumable while it runs.
+        self.sp = 0;
+        // SAFETY: `sp` is the saved state of the suspended coroutine, whose
+        // stack is alive (held by self); `shared` never moves; the caller's
+        // contract.
+        let (word, sp) =
+            unsafe { arch::co_resume(ptr::addr_of_mut!((*self.shared.as_ptr()).link), sp, word) };
+        self.sp = sp;
+        word
+    }
+
+    /// Takes the outcome of a coroutine that has just finished, and frees
+    /// its stack for the next context.
+    #[inline]
+    fn finish(&mut self) -> Outcome<R> {
+        self.release_stack();
+        // SAFETY: the coroutine wrote its outcome into the slot before its
+        // final switch; it is read once, here.
+        unsafe { ptr::read(self.slot.cast::<Outcome<R>>()) }
     }
 
     /// Marks the stack free for the next context once this one finished.
+    #[inline]
     fn release_stack(&self) {
-        if let Some(holder) = &self.stack {
-            holder.get().release();
-        }
+        // SAFETY: the flag lives in the stack's metadata, which the stack
+        // (held by self) keeps alive.
+        unsafe { self.live.as_ref() }.store(0, Ordering::Release);
     }
 
     /// Whether the coroutine has finished (returned, panicked or unwound).
     pub fn is_finished(&self) -> bool {
-        self.state == State::Finished
+        self.sp == 0
     }
 
     /// Whether the coroutine has been resumed at least once.
     pub fn is_started(&self) -> bool {
-        self.state != State::Fresh
+        // SAFETY: a non-zero `sp` is the suspended coroutine's, whose stack
+        // self keeps alive.
+        self.sp == 0
+            || !unsafe { arch::co_is_fresh(ptr::addr_of!((*self.shared.as_ptr()).link), self.sp) }
     }
 
     /// Finishes the coroutine (unwinding it if suspended) and returns its
     /// stack, ready for the next coroutine; `None` for a borrowed stack.
     pub fn into_stack(mut self) -> Option<Stack> {
         self.force_finish();
-        match self.stack.take() {
-            Some(StackHolder::Owned(s)) => Some(s),
-            _ => None,
-        }
+        self.owned.take()
     }
 
+    #[cold]
+    #[inline(never)]
+    fn drop_stack(&mut self) {
+        // SAFETY: called once, from Drop.
+        drop(unsafe { ManuallyDrop::take(&mut self.owned) });
+    }
+
+    #[inline(never)]
     fn force_finish(&mut self) {
-        match self.state {
-            State::Finished | State::Running => {}
-            State::Fresh => {
-                // SAFETY: a fresh coroutine's closure was written at
-                // `closure` and never read.
-                unsafe { (self.drop_closure)(self.closure) };
-                self.state = State::Finished;
-                self.release_stack();
-            }
-            State::Suspended => match self.switch_in(Command::Unwind) {
-                Event::Unwound => {}
-                Event::Yield(_) => crate::diag::fatal(&[
-                    b"a dropped coroutine suspended again while its stack was being unwound \
-                      (a catch_unwind inside it swallowed the unwind)",
-                ]),
-                // Returned normally (it caught the unwind) or panicked during
-                // the unwind: either way it has finished.
-                Event::Return(_) | Event::Panic(_) => {}
-            },
+        if self.sp == 0 {
+            return;
         }
+        if !self.is_started() {
+            // Finished before the closure is dropped: a capture whose
+            // destructor panics must not get the closure dropped again by
+            // the `Drop` that the unwind runs.
+            self.sp = 0;
+            self.release_stack();
+            // SAFETY: a fresh coroutine's closure was written to the slot and
+            // never read; `sp` now says it is gone.
+            unsafe { (self.drop_closure)(self.slot) };
+            return;
+        }
+        // SAFETY: the coroutine is suspended in `Yielder::suspend`, which
+        // takes 0 as the order to unwind.
+        if unsafe { self.switch_in(0) } != 0 {
+            crate::diag::fatal(&[
+                b"a dropped coroutine suspended again while its stack was being unwound \
+                  (a catch_unwind inside it swallowed the unwind)",
+            ]);
+        }
+        // Unwound, or returned normally (it caught the unwind), or panicked
+        // during the unwind: either way it has finished.
+        drop(self.finish());
     }
 }
 
 impl<I, Y, R> Drop for Coroutine<'_, I, Y, R> {
+    #[inline]
     fn drop(&mut self) {
-        self.force_finish();
+        if self.sp != 0 {
+            self.force_finish();
+        }
+        if self.owned.is_some() {
+            self.drop_stack();
+        }
+    }
+}
+
+/// Why a coroutine could not be made, with what a panic message needs.
+struct MakeError {
+    error: Error,
+    stack_size: usize,
+    closure_size: usize,
+}
+
+impl MakeError {
+    #[cold]
+    fn new(error: Error, stack: &Stack, closure_size: usize) -> MakeError {
+        MakeError {
+            error,
+            stack_size: stack.size(),
+            closure_size,
+        }
+    }
+
+    #[cold]
+    fn panic(self) -> ! {
+        match self.error {
+            Error::WrongState => panic!("ugreen: the stack is in use by another context"),
+            _ => panic!(
+                "ugreen: stack of {} bytes too small for a closure of {} bytes",
+                self.stack_size, self.closure_size
+            ),
+        }
     }
 }
 
@@ -352,45 +455,40 @@ unsafe fn drop_in_place_erased<F>(p: *mut u8) {
 }
 
 /// The root of every coroutine, called by the trampoline on first entry. It
-/// writes the final event into the resumer's `result` slot and returns; the
-/// trampoline then switches to the link (`outer`), the resumer, for good. No
-/// frame of the coroutine runs after that switch, so nothing on its stack is
-/// read once it is finished (which also lets AddressSanitizer release the
-/// fiber's fake stack in the trampoline).
-unsafe extern "C" fn coroutine_main<F, I, Y, R>(arg: *mut c_void, transfer: usize)
+/// writes the outcome into the slot and returns; the trampoline then
+/// returns to the resumer (the link) for good, passing 0. No frame of the
+/// coroutine runs after that switch, so nothing on its stack is read once
+/// it is finished (which also lets AddressSanitizer release the fiber's
+/// fake stack in the trampoline).
+unsafe extern "C" fn coroutine_main<F, I, Y, R>(transfer: usize, arg: *mut c_void)
 where
     F: FnOnce(&Yielder<I, Y>, I) -> R,
 {
+    arch::co_entered();
     let shared = arg.cast::<Shared>();
-    // SAFETY: `arg` is this coroutine's Shared block, whose `closure` holds
-    // the F written by `with_holder`, read once here; `transfer` is the
-    // resumer's command slot.
-    let (f, cmd) = unsafe {
-        (
-            (*shared).closure.cast::<F>().read(),
-            take_command::<I>(transfer),
-        )
-    };
+    // SAFETY: `arg` (the link, the first field) is this coroutine's Shared block, whose slot holds the
+    // F written by `with_holder`, read once here.
+    let slot = unsafe { (*shared).slot };
+    // SAFETY: as above.
+    let f = unsafe { slot.cast::<F>().read() };
     let yielder = Yielder::<I, Y> {
         shared,
         _types: PhantomData,
     };
-    let outcome = match cmd {
-        Command::Resume(input) => panic::catch_unwind(AssertUnwindSafe(|| f(&yielder, input))),
-        Command::Unwind => {
-            drop(f);
-            Err(Box::new(ForcedUnwind) as Box<dyn Any + Send>)
+    let outcome = if transfer == 0 {
+        drop(f);
+        Outcome::Unwound
+    } else {
+        // SAFETY: the resumer passes the address of its input, which it does
+        // not use again.
+        let input = unsafe { ptr::read(transfer as *const I) };
+        match panic::catch_unwind(AssertUnwindSafe(|| f(&yielder, input))) {
+            Ok(r) => Outcome::Return(r),
+            Err(p) if p.is::<ForcedUnwind>() => Outcome::Unwound,
+            Err(p) => Outcome::Panic(p),
         }
     };
-    let event = match outcome {
-        Ok(r) => Event::Return(r),
-        Err(p) if p.is::<ForcedUnwind>() => Event::Unwound,
-        Err(p) => Event::Panic(p),
-    };
-    // SAFETY: `shared` is this coroutine's block; `result` points to the
-    // resumer's `Option<Event<Y, R>>`, which lives until its switch returns.
-    unsafe {
-        *(*shared).result.cast::<Option<Event<Y, R>>>() = Some(event);
-        (*shared).finished = true;
-    }
+    // SAFETY: the slot is sized and aligned for an Outcome<R> too, and the
+    // closure has been moved out of it.
+    unsafe { slot.cast::<Outcome<R>>().write(outcome) };
 }

@@ -12,6 +12,9 @@ pub enum Error {
     /// The object is in the wrong state for the operation, e.g. a context is
     /// made on a stack that a suspended or running context still uses.
     WrongState,
+    /// A system call failed on memory the library owns (e.g. `madvise` on a
+    /// stack whose pages are locked with `mlock`).
+    System,
 }
 
 impl Error {
@@ -21,6 +24,7 @@ impl Error {
             Error::InvalidSize => "invalid size: zero, overflowing or beyond the maximum",
             Error::OutOfMemory => "out of memory: the system refused the mapping",
             Error::WrongState => "wrong state: the stack or context is in use",
+            Error::System => "a system call failed",
         }
     }
 }

@@ -16,6 +16,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// The system page size in bytes (`sysconf(_SC_PAGESIZE)`).
+#[inline]
 pub fn page_size() -> usize {
     static PAGE: AtomicUsize = AtomicUsize::new(0);
     let cached = PAGE.load(Ordering::Relaxed);
@@ -135,6 +136,7 @@ impl Stack {
     }
 
     /// Usable size in bytes.
+    #[inline]
     pub fn size(&self) -> usize {
         self.usable
     }
@@ -145,15 +147,25 @@ impl Stack {
     }
 
     /// Lowest usable address (just above the lower guard page).
+    #[inline]
     pub fn bottom(&self) -> *mut u8 {
         // SAFETY: base + one page is inside the mapping.
         unsafe { self.base.as_ptr().add(page_size()) }
     }
 
     /// One past the highest usable address (the upper guard page starts here).
+    #[inline]
     pub fn top(&self) -> *mut u8 {
         // SAFETY: bottom + usable is the end of the usable range, inside the mapping.
         unsafe { self.bottom().add(self.usable) }
+    }
+
+    /// `(bottom, top, page size)` with one read of the page size.
+    #[inline]
+    pub(crate) fn bounds(&self) -> (usize, usize, usize) {
+        let page = page_size();
+        let bottom = self.base.as_ptr() as usize + page;
+        (bottom, bottom + self.usable, page)
     }
 
     /// The lower guard page: `[start, end)`.
@@ -194,6 +206,7 @@ impl Stack {
         core::str::from_utf8(bytes).unwrap_or("")
     }
 
+    #[inline]
     pub(crate) fn meta(&self) -> &StackMeta {
         &self.meta
     }
@@ -216,6 +229,7 @@ impl Stack {
     /// context on a stack that is still in use; making two contexts on one
     /// stack from two threads at the same time is outside the contract of
     /// `RawContext::make` (the safe API holds the stack exclusively).
+    #[inline]
     pub(crate) fn claim(&self) -> Result<(), Error> {
         if self.meta.live.load(Ordering::Acquire) != 0 {
             return Err(Error::WrongState);
@@ -225,6 +239,7 @@ impl Stack {
     }
 
     /// Marks the stack free again.
+    #[inline]
     pub(crate) fn release(&self) {
         self.meta.live.store(0, Ordering::Release);
     }

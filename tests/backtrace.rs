@@ -32,7 +32,7 @@ fn backtrace_walks_from_green_thread_into_resumer() {
             .unwrap_or_else(|| panic!("{name} missing:\n{trace}"))
     };
     let inside = at("frame_inside_green_thread");
-    let trampoline = at("ugreen_internal_trampoline");
+    let trampoline = at("ugreen_internal_coroutine_trampoline");
     let resumer = at("resumer_of_the_green_thread");
     // The test function's own frame, below the resumer (its closure, which
     // runs on the green stack, carries the same name and appears first).

@@ -278,3 +278,124 @@ fn labels() {
     s.set_label(&"é".repeat(40)); // 80 bytes, truncated at a character boundary
     assert_eq!(s.label(), "é".repeat(31));
 }
+
+/// A capture whose destructor panics: the closure of a never-resumed
+/// coroutine is dropped exactly once, even though its drop unwinds out of
+/// `into_stack` and then runs the coroutine's `Drop`.
+#[test]
+fn panicking_capture_of_a_fresh_coroutine_is_dropped_once() {
+    struct PanicsOnFirstDrop(Rc<RefCell<u32>>);
+    impl Drop for PanicsOnFirstDrop {
+        fn drop(&mut self) {
+            *self.0.borrow_mut() += 1;
+            if *self.0.borrow() == 1 {
+                panic!("capture drop");
+            }
+        }
+    }
+    let drops = Rc::new(RefCell::new(0));
+    let p = PanicsOnFirstDrop(drops.clone());
+    let co = Coroutine::<(), (), ()>::new(Stack::new(16).unwrap(), move |_, ()| drop(p));
+    let err = panic::catch_unwind(AssertUnwindSafe(|| co.into_stack())).unwrap_err();
+    assert_eq!(err.downcast_ref::<&str>(), Some(&"capture drop"));
+    assert_eq!(*drops.borrow(), 1, "the closure was dropped more than once");
+    assert_eq!(Rc::strong_count(&drops), 1);
+}
+
+/// A coroutine nested in another one suspends the outer one through the
+/// outer one's `Yielder`, and the outer one is then dropped: both stacks
+/// unwind, and no panic other than the forced unwind runs on the way.
+#[test]
+fn inner_coroutine_suspends_the_outer_then_the_outer_is_dropped() {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let panics: Rc<RefCell<Vec<String>>> = Rc::default();
+    let (l, p) = (log.clone(), panics.clone());
+    let mut outer = Coroutine::<(), (), ()>::new(Stack::new(32).unwrap(), move |y_outer, ()| {
+        let _o = Noisy(l.clone(), "outer frame");
+        let mut inner = Coroutine::<(), (), ()>::new(Stack::new(16).unwrap(), |_, ()| {
+            let _i = Noisy(l.clone(), "inner frame");
+            y_outer.suspend(());
+            l.borrow_mut().push("after suspend: must not run");
+        });
+        // Records any panic with a message on the way out.
+        if let Err(e) = panic::catch_unwind(AssertUnwindSafe(|| inner.resume(()))) {
+            if let Some(m) = e.downcast_ref::<String>() {
+                p.borrow_mut().push(m.clone());
+            }
+            if let Some(m) = e.downcast_ref::<&str>() {
+                p.borrow_mut().push(m.to_string());
+            }
+            panic::resume_unwind(e);
+        }
+    });
+    assert_eq!(outer.resume(()), CoroutineResult::Yield(()));
+    assert!(log.borrow().is_empty());
+    drop(outer);
+    assert!(panics.borrow().is_empty(), "{:?}", panics.borrow());
+    assert_eq!(*log.borrow(), vec!["inner frame", "outer frame"]);
+}
+
+/// The same nest resumed instead of dropped: the inner coroutine continues
+/// where it suspended the outer one, and both finish.
+#[test]
+fn inner_coroutine_suspends_the_outer_then_both_finish() {
+    let mut outer = Coroutine::<(), u32, u32>::new(Stack::new(32).unwrap(), |y_outer, ()| {
+        let mut inner = Coroutine::<(), (), u32>::new(Stack::new(16).unwrap(), |_, ()| {
+            y_outer.suspend(1);
+            2
+        });
+        match inner.resume(()) {
+            CoroutineResult::Return(v) => v + 10,
+            CoroutineResult::Yield(()) => unreachable!(),
+        }
+    });
+    assert_eq!(outer.resume(()), CoroutineResult::Yield(1));
+    assert_eq!(outer.resume(()), CoroutineResult::Return(12));
+}
+
+#[test]
+fn fallible_constructors_report_what_the_panicking_ones_panic_with() {
+    let big = [7u8; 64 * 1024];
+    let too_small = Coroutine::<(), (), u8>::try_new(Stack::new(1).unwrap(), move |_, ()| big[0]);
+    assert_eq!(too_small.err(), Some(ugreen::Error::InvalidSize));
+    let mut one_page = Stack::new(1).unwrap();
+    let too_small = Coroutine::<(), (), u8>::try_on_stack(&mut one_page, move |_, ()| big[1]);
+    assert_eq!(too_small.err(), Some(ugreen::Error::InvalidSize));
+    let err = panic::catch_unwind(|| {
+        Coroutine::<(), (), u8>::new(Stack::new(1).unwrap(), move |_, ()| big[2])
+    })
+    .err()
+    .unwrap();
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("too small"), "{msg}");
+
+    // A stack that a raw context is made on is in use.
+    let stack = Stack::new(16).unwrap();
+    let mut ctx = ugreen::RawContext::new();
+    unsafe extern "C" fn never_runs(_: *mut core::ffi::c_void, _: usize) {}
+    // SAFETY: the context is never swapped into.
+    unsafe {
+        ugreen::RawContext::make(
+            &mut ctx,
+            &stack,
+            never_runs,
+            core::ptr::null_mut(),
+            core::ptr::null_mut(),
+        )
+        .unwrap()
+    };
+    let mut stack = stack;
+    let in_use = Coroutine::<(), (), ()>::try_on_stack(&mut stack, |_, ()| ());
+    assert_eq!(in_use.err(), Some(ugreen::Error::WrongState));
+    let err = panic::catch_unwind(AssertUnwindSafe(|| {
+        drop(Coroutine::<(), (), ()>::on_stack(&mut stack, |_, ()| ()));
+    }))
+    .err()
+    .unwrap();
+    let msg = err.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert!(msg.contains("in use"), "{msg}");
+    // SAFETY: the raw context is never resumed.
+    unsafe { stack.abandon() };
+    let mut co = Coroutine::<(), (), u32>::try_on_stack(&mut stack, |_, ()| 5).unwrap();
+    assert_eq!(co.resume(()), CoroutineResult::Return(5));
+}

@@ -1,6 +1,7 @@
 //! gdb walks out of a green thread: a backtrace taken at a breakpoint on a
 //! green stack lists the green thread's frames, then
-//! `ugreen_internal_trampoline`, then the frames of the code that resumed
+//! `ugreen_internal_trampoline` (`ugreen_internal_coroutine_trampoline` for
+//! the `Coroutine` API), then the frames of the code that resumed
 //! the green thread, down to `main`.
 //!
 //! Two programs: tests/gdb/green_backtrace.c (the C ABI, linked against this
@@ -164,6 +165,8 @@ fn frames(gdb_output: &str) -> Vec<String> {
 /// signal frame (which the walk needs under qemu), and gdb shows such a
 /// frame as `<signal handler called>` instead of its name.
 const TRAMPOLINE: &str = "ugreen_internal_trampoline|<signal handler called>";
+/// The same for the trampoline of the `Coroutine` API (its own switch).
+const COROUTINE_TRAMPOLINE: &str = "ugreen_internal_coroutine_trampoline|<signal handler called>";
 
 /// Asserts that the frames contain `names` in this order (each matched by
 /// substring; `a|b` matches either), and that gdb did not stop the walk
@@ -323,7 +326,7 @@ fn gdb_backtrace_from_coroutine_reaches_resumer() {
             "gdb_rust_green_work",
             "gdb_rust_green_work",
             "coroutine_main",
-            TRAMPOLINE,
+            COROUTINE_TRAMPOLINE,
             "gdb_rust_resumer_of_green_thread",
             "gdb_backtrace_from_coroutine_reaches_resumer",
         ],

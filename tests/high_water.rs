@@ -1,10 +1,13 @@
 //! Stack::high_water and ugreen_stack_high_water: how deep a stack was ever
-//! used, in whole pages, measured by page residency.
+//! used, in whole pages, measured by page residency; Stack::release_pages
+//! and ugreen_stack_release_pages, which give the pages below a kept top
+//! back.
 
 use core::ffi::c_void;
 use core::ptr::addr_of_mut;
 use std::hint::black_box;
-use ugreen::ffi::{ugreen_result, ugreen_stack_high_water};
+use ugreen::ffi::{ugreen_result, ugreen_stack_high_water, ugreen_stack_release_pages};
+use ugreen::Error;
 use ugreen::{page_size, Coroutine, CoroutineResult, RawContext, Stack};
 
 /// Uses about `bytes` of stack below the caller's frame, touching every
@@ -151,4 +154,112 @@ fn raw_context_and_the_c_export() {
         );
     }
     assert_eq!(untouched, 12345);
+}
+
+#[test]
+fn release_pages_gives_back_what_lies_below_the_kept_top() {
+    let page = page_size();
+    let mut stack = Stack::new(256).unwrap();
+    run_on(&mut stack, 100 * 1024);
+    let deep = stack.high_water();
+    assert!(deep > 16 * 1024, "{deep}");
+
+    // The top 16 KiB stay resident, everything below goes.
+    stack.release_pages(16 * 1024).unwrap();
+    let kept = stack.high_water();
+    if !cfg!(feature = "asan") {
+        assert_eq!(kept, 16 * 1024);
+    } else {
+        assert!(kept <= 16 * 1024, "{kept}");
+    }
+    // A part of a page keeps the whole page.
+    stack.release_pages(page + 1).unwrap();
+    assert!(stack.high_water() <= 2 * page);
+    // Keeping the whole stack (or more) releases nothing.
+    let before = stack.high_water();
+    stack.release_pages(usize::MAX).unwrap();
+    assert_eq!(stack.high_water(), before);
+
+    stack.release_pages(0).unwrap();
+    assert_eq!(stack.high_water(), 0);
+
+    // The stack is as good as new: it runs a deep context again.
+    run_on(&mut stack, 100 * 1024);
+    assert!(stack.high_water() >= 100 * 1024 || cfg!(feature = "asan"));
+}
+
+#[test]
+fn released_pages_read_as_zero() {
+    let mut stack = Stack::new(8).unwrap();
+    let bottom = stack.bottom() as usize;
+    let mut co: Coroutine<'_, (), (), ()> = Coroutine::on_stack(&mut stack, move |_, ()| {
+        // SAFETY: the bottom page of the usable range is mapped read/write
+        // and lies far below every frame live on the stack.
+        unsafe { (bottom as *mut u64).write_volatile(0xdead_beef) };
+    });
+    assert_eq!(co.resume(()), CoroutineResult::Return(()));
+    drop(co);
+    // SAFETY: the usable range stays mapped for the stack's lifetime.
+    assert_eq!(
+        unsafe { (bottom as *const u64).read_volatile() },
+        0xdead_beef
+    );
+    stack.release_pages(0).unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { (bottom as *const u64).read_volatile() }, 0);
+}
+
+#[test]
+fn release_pages_refuses_a_stack_with_a_live_context() {
+    let mut stack = Stack::new(16).unwrap();
+    run_on(&mut stack, 8 * 1024);
+    let used = stack.high_water();
+    {
+        let mut co: Coroutine<'_, (), (), ()> = Coroutine::on_stack(&mut stack, |y, ()| {
+            y.suspend(());
+        });
+        assert_eq!(co.resume(()), CoroutineResult::Yield(()));
+        // A coroutine leaked while suspended leaves its stack in use: the
+        // frames it would need are not given away.
+        core::mem::forget(co);
+    }
+    assert_eq!(stack.release_pages(0), Err(Error::WrongState));
+    assert!(stack.high_water() >= used.min(page_size()));
+    // SAFETY: the leaked coroutine is never resumed.
+    unsafe { stack.abandon() };
+    stack.release_pages(0).unwrap();
+    assert_eq!(stack.high_water(), 0);
+}
+
+#[test]
+fn release_pages_c_export() {
+    let mut stack = Stack::new(256).unwrap();
+    run_on(&mut stack, 40 * 1024);
+    // SAFETY: NULL is answered with NULL_ARGUMENT.
+    let r = unsafe { ugreen_stack_release_pages(core::ptr::null_mut(), 0) };
+    assert_eq!(r, ugreen_result::UGREEN_RESULT_NULL_ARGUMENT);
+    // SAFETY: a live stack, not used elsewhere.
+    let r = unsafe { ugreen_stack_release_pages(&mut stack, 0) };
+    assert_eq!(r, ugreen_result::UGREEN_RESULT_OK);
+    assert_eq!(stack.high_water(), 0);
+
+    // In use: WRONG_STATE, nothing released.
+    let mut main = RawContext::new();
+    let mut green = RawContext::new();
+    // SAFETY: the context is made and never run; abandoned below.
+    unsafe {
+        RawContext::make(
+            &mut green,
+            &stack,
+            deep_entry,
+            core::ptr::null_mut(),
+            addr_of_mut!(main),
+        )
+        .unwrap();
+    }
+    // SAFETY: a live stack, not used concurrently.
+    let r = unsafe { ugreen_stack_release_pages(&mut stack, 0) };
+    assert_eq!(r, ugreen_result::UGREEN_RESULT_WRONG_STATE);
+    // SAFETY: the made context is never run.
+    unsafe { stack.abandon() };
 }

@@ -4,13 +4,19 @@
 #   apt: build-essential, pkg-config, libpcre2-dev, libssl-dev, libxml2-dev,
 #        libyaml-dev, zlib1g-dev, uuid-dev, libcap-dev (uWSGI's build), postgresql
 #        (the server of the psycopg2 test), wrk and curl (compare.sh);
-#        python3-dev only when $PYTHON has no headers (pyenv builds ship them)
+#        python3-dev only when $PYTHON has no headers (pyenv builds ship them);
+#        Debian's packaged uWSGI, which the plugin is also tested with: uwsgi-core,
+#        uwsgi-src, uwsgi-plugin-python3, uwsgi-plugin-greenlet-python3, libpcre3-dev
+#        and python3-dev (to build the plugin for it), python3-bottle and
+#        python3-psycopg2 (its apps' modules); uwsgi-core starts no service
 #   pip (into $PYTHON, default python3): bottle, psycopg2-binary
 set -euo pipefail
 PYTHON="${PYTHON:-python3}"
 
 APT_PKGS=(build-essential pkg-config libpcre2-dev libssl-dev libxml2-dev libyaml-dev zlib1g-dev uuid-dev
-	libcap-dev postgresql wrk curl)
+	libcap-dev postgresql wrk curl
+	uwsgi-core uwsgi-src uwsgi-plugin-python3 uwsgi-plugin-greenlet-python3 libpcre3-dev python3-dev
+	python3-bottle python3-psycopg2)
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -2,7 +2,8 @@
 # End-to-end tests of the ugreen uWSGI plugin, in one command:
 #   uwsgi/run-tests.sh [-k NAME] [--requests N]
 # Installs missing packages (uwsgi/install-deps.sh), builds libugreen (asm and
-# ucontext backends) and uWSGI (uwsgi/build.sh --backend all), then runs uwsgi/tests/e2e.py against real uWSGI servers on
+# ucontext backends) and uWSGI (uwsgi/build.sh --backend all), and the plugin for
+# the packaged uWSGI /usr/bin/uwsgi (uwsgi/build-plugin.sh), then runs uwsgi/tests/e2e.py against real uWSGI servers on
 # 127.0.0.1. Ends with "N passed, M failed"; exits non-zero on any failure.
 # UGREEN_SKIP_BUILD=1 reuses the binaries under target/uwsgi/.
 set -uo pipefail
@@ -14,13 +15,20 @@ need_deps=0
 for tool in wrk gcc; do command -v "$tool" >/dev/null || need_deps=1; done
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_deps=1
 "$PYTHON" -c 'import bottle, psycopg2' 2>/dev/null || need_deps=1
-dpkg-query -W -f='${Status}' libpcre2-dev 2>/dev/null | grep -q "install ok installed" || need_deps=1
+for p in libpcre2-dev uwsgi-src uwsgi-plugin-greenlet-python3 python3-psycopg2 python3-bottle; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_deps=1
+done
 if [ "$need_deps" = 1 ]; then
 	"$REPO/uwsgi/install-deps.sh" || { echo "install-deps.sh failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
 
 if [ "${UGREEN_SKIP_BUILD:-0}" != 1 ]; then
 	"$REPO/uwsgi/build.sh" --backend all || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+	if [ -x /usr/bin/uwsgi ]; then
+		so="$(UGREEN_SKIP_CARGO=1 "$REPO/uwsgi/build-plugin.sh" /usr/bin/uwsgi | tail -1)" \
+			|| { echo "build of the plugin for /usr/bin/uwsgi failed"; echo "0 passed, 1 failed"; exit 1; }
+		export UGREEN_E2E_PACKAGED_PLUGIN="$so"
+	fi
 fi
 
 # bounded: the suite itself takes about a minute on 2 cores

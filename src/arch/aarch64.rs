@@ -53,3 +53,251 @@ pub(super) fn initial(start: Start, fpcr: u64, resume_at: usize) -> SwitchFrame 
         _pad: 0,
     }
 }
+
+// ------------------------------------------------- the coroutine switch
+
+/// `bti c`, the landing pad of an indirect call, when the Rust code is built
+/// with BTI (build.rs sets `ugreen_bti`); nothing otherwise.
+#[cfg(ugreen_bti)]
+macro_rules! bti_c {
+    () => {
+        "hint 34"
+    };
+}
+#[cfg(not(ugreen_bti))]
+macro_rules! bti_c {
+    () => {
+        ""
+    };
+}
+//
+// The safe `Coroutine` switches with inline assembly at its call sites
+// instead of calling the assembly routine: the `asm!` block declares every
+// register AAPCS64 lets a call clobber (v8-v15 whole, so d8-d15 too), plus
+// x20-x28, as clobbered, so the compiler saves only those of them that are
+// live at that call site. The block itself saves only what the compiler
+// cannot be told about: x19 and x29. No FP control state (FPCR) is switched
+// on this path (Rust code cannot change it soundly; see the README).
+
+/// What a suspended coroutine leaves at its saved stack pointer, and what
+/// its resumer leaves at its own while the coroutine runs.
+#[repr(C)]
+pub(super) struct CoFrame {
+    /// Where the side resumes (`2:` of `co_suspend`, the trampoline, or
+    /// the resumer's return address).
+    resume: usize,
+    x19: usize,
+    x29: usize,
+    /// Keeps sp 16-byte aligned.
+    _pad: usize,
+}
+
+// The two directions of a coroutine switch are a call and a return, as the
+// return-address predictor expects: `co_resume` calls into the coroutine
+// (`blr` to its resume address), `co_suspend` returns to the resumer
+// (`ret` to the address that `blr` left in x30). The coroutine's saved
+// stack pointer travels in x1 (the resumer keeps it); the resumer's is
+// stored in the link.
+
+/// Resumes the coroutine whose saved stack pointer is `sp`, passing
+/// `transfer` (x0); saves the resumer's stack pointer into `*link`.
+/// Returns the word and the stack pointer passed by the coroutine's next
+/// `co_suspend`, or (0, 0) when its entry function returned.
+///
+/// # Safety
+/// `sp` is the saved stack pointer of a suspended coroutine (returned by
+/// `co_suspend` or `co_frame`) on a stack that is still mapped; `link` is
+/// its link, writable, and stays valid until the coroutine switches back.
+#[inline(always)]
+pub(super) unsafe fn co_resume(link: *mut usize, sp: usize, transfer: usize) -> (usize, usize) {
+    let (word, sp_out): (usize, usize);
+    // SAFETY: the caller's contract. The coroutine side saves x19, x29 and
+    // the return address on this stack, and restores them and sp before
+    // its `ret`; everything else is declared clobbered.
+    unsafe {
+        core::arch::asm!(
+            "ldr x9, [x2]",             // CoFrame.resume of the coroutine
+            "blr x9",                   // x1 = link, x2 = sp
+            inlateout("x0") transfer => word,
+            inlateout("x1") link => sp_out,
+            in("x2") sp,
+            lateout("x20") _, lateout("x21") _, lateout("x22") _, lateout("x23") _,
+            lateout("x24") _, lateout("x25") _, lateout("x26") _, lateout("x27") _,
+            lateout("x28") _,
+            clobber_abi("C"),
+        );
+    }
+    (word, sp_out)
+}
+
+/// Suspends the running coroutine: saves its x19, x29 and resume address on
+/// its stack, and returns to the resumer saved in `*link`, passing
+/// `transfer` (x0) and its stack pointer (x1). Returns the word passed by
+/// the next `co_resume` (which enters at `2:` with x1 = the link, x2 = this
+/// frame, x30 = its return address).
+///
+/// # Safety
+/// Runs on the coroutine's stack; `*link` is the resumer saved by the
+/// `co_resume` that entered the coroutine.
+#[inline(always)]
+pub(super) unsafe fn co_suspend(link: *const usize, transfer: usize) -> usize {
+    let out: usize;
+    // SAFETY: the caller's contract. When resumed, the block restores sp,
+    // x19 and x29 as they were; everything else is declared clobbered.
+    unsafe {
+        core::arch::asm!(
+            "adr x9, 2f",
+            "stp x9, x19, [sp, #-32]!",  // CoFrame.resume, CoFrame.x19
+            "str x29, [sp, #16]",        // CoFrame.x29
+            "mov x1, sp",                // this frame, for the resumer
+            "ldr x9, [x2]",              // the resumer's frame
+            "ldp x30, x19, [x9]",        // its return address, x19
+            "ldr x29, [x9, #16]",        // its x29
+            "add sp, x9, #32",
+            "ret",                       // to the resumer's `blr`
+            "2:",                        // entered by `blr` of co_resume
+            bti_c!(),                    // landing pad of the `blr`
+            "stp x30, x19, [sp, #-32]!", // the resumer's CoFrame
+            "str x29, [sp, #16]",
+            "mov x9, sp",
+            "str x9, [x1]",              // *link = the resumer's frame
+            "ldp x19, x29, [x2, #8]",    // this frame: CoFrame.x19, CoFrame.x29
+            "add sp, x2, #32",
+            inlateout("x0") transfer => out,
+            inlateout("x2") link => _,
+            lateout("x20") _, lateout("x21") _, lateout("x22") _, lateout("x23") _,
+            lateout("x24") _, lateout("x25") _, lateout("x26") _, lateout("x27") _,
+            lateout("x28") _,
+            clobber_abi("C"),
+        );
+    }
+    out
+}
+
+/// Whether `sp`, a saved coroutine stack pointer, is that of a coroutine
+/// that has never run (its frame resumes at the trampoline).
+///
+/// # Safety
+/// `sp` is a saved coroutine stack pointer on a mapped stack.
+#[inline]
+pub(super) unsafe fn co_is_fresh(sp: usize) -> bool {
+    // SAFETY: the caller's contract: a CoFrame lies at `sp`.
+    unsafe { (*(sp as *const CoFrame)).resume == trampoline() }
+}
+
+/// Writes the frame of a coroutine that has never run below `top` (the end
+/// of its stack's usable part, 16-aligned) and returns its saved stack
+/// pointer:
+/// the first `co_resume` calls the trampoline, which loads entry into x19
+/// and the link into x29 and sets sp = `top`.
+///
+/// # Safety
+/// `[top - CO_RESERVE, top)` is writable memory owned by the new coroutine.
+#[inline]
+pub(super) unsafe fn co_frame(top: usize, entry: usize, link: usize) -> usize {
+    let sp = top - CO_RESERVE;
+    let frame = sp as *mut CoFrame;
+    // SAFETY: the caller's contract; only the fields that the first resume
+    // reads are written.
+    unsafe {
+        core::ptr::addr_of_mut!((*frame).resume).write(trampoline());
+        core::ptr::addr_of_mut!((*frame).x19).write(entry);
+        core::ptr::addr_of_mut!((*frame).x29).write(link);
+    }
+    sp
+}
+
+/// Bytes below `top` used by a new coroutine's frame.
+pub(super) const CO_RESERVE: usize = size_of::<CoFrame>();
+
+const _: () = {
+    assert!(offset_of!(CoFrame, resume) == 0);
+    assert!(offset_of!(CoFrame, x19) == 8);
+    assert!(offset_of!(CoFrame, x29) == 16);
+    assert!(size_of::<CoFrame>() == 32);
+};
+
+/// The address of the coroutine trampoline (below). Declared inside a
+/// function so that cbindgen, which lists the crate's `extern "C"` blocks in
+/// include/ugreen.h, does not see it.
+#[inline(always)]
+fn trampoline() -> usize {
+    extern "C" {
+        fn ugreen_internal_coroutine_trampoline();
+    }
+    ugreen_internal_coroutine_trampoline as *const () as usize
+}
+
+/// With the `asan` feature, the ending coroutine announces the switch to its
+/// link and releases its fake stack (src/arch/asan.rs) in the trampoline,
+/// where no instrumented frame of it runs any more.
+#[cfg(feature = "asan")]
+macro_rules! co_exit_asan {
+    () => {
+        concat!(
+            "mov x0, x29\n",
+            "bl ugreen_internal_coroutine_asan_exit\n", // x0, x1 = link's stack bounds
+            "mov x2, x1\n",                             // size
+            "mov x1, x0\n",                             // bottom
+            "mov x0, xzr\n",                            // fake_stack_save = NULL
+            "bl __sanitizer_start_switch_fiber",
+        )
+    };
+}
+#[cfg(not(feature = "asan"))]
+macro_rules! co_exit_asan {
+    () => {
+        ""
+    };
+}
+
+// Entry of a new coroutine, called by its first `co_resume` (x1 = link,
+// x2 = the initial frame, x0 = transfer, x30 = return address). Saves the
+// resumer's frame and switches to the coroutine's stack like `2:` of
+// `co_suspend`, then calls entry(transfer, link); when entry returns,
+// returns to the resumer for good, passing (0, 0).
+//
+// CFI: this frame's caller is the resumer, suspended in its `co_resume`:
+// CFA = *link + size_of::<CoFrame>() (the resumer's sp once its frame is
+// popped), with x30 (its return address), x19 and x29 in that frame. A
+// signal frame, so unwinders take the return address as it is (qemu-user's
+// gdb stub needs that to continue past it). It holds from the call of
+// entry on, once x29 is the link.
+core::arch::global_asm!(
+    ".pushsection .text.ugreen_internal_coroutine_trampoline,\"ax\",%progbits",
+    ".globl ugreen_internal_coroutine_trampoline",
+    ".hidden ugreen_internal_coroutine_trampoline",
+    ".type ugreen_internal_coroutine_trampoline, %function",
+    ".p2align 4",
+    "ugreen_internal_coroutine_trampoline:",
+    bti_c!(),                           // landing pad of the `blr`
+    ".cfi_startproc simple",
+    ".cfi_signal_frame",
+    // DW_CFA_def_cfa_expression: DW_OP_breg29 0; DW_OP_deref; DW_OP_plus_uconst FRAME
+    ".cfi_escape 0x0f, 0x05, 0x8d, 0x00, 0x06, 0x23, {frame}",
+    ".cfi_offset x30, -{frame}+{resume}",
+    ".cfi_offset x19, -{frame}+{x19}",
+    ".cfi_offset x29, -{frame}+{x29}",
+    "stp x30, x19, [sp, #-32]!",        // the resumer's CoFrame
+    "str x29, [sp, #16]",
+    "mov x9, sp",
+    "str x9, [x1]",                     // *link = the resumer's frame
+    "ldp x19, x29, [x2, #8]",           // CoFrame.x19: entry, CoFrame.x29: link
+    "add sp, x2, #32",
+    "blr x19",                          // entry(x0 = transfer, x1 = link)
+    co_exit_asan!(),
+    "ldr x9, [x29]",                    // the resumer's frame
+    "ldp x30, x19, [x9]",               // its return address, x19
+    "ldr x29, [x9, #16]",               // its x29
+    "add sp, x9, #32",
+    "mov x0, xzr",                      // transfer 0: finished
+    "mov x1, xzr",                      // no stack pointer to resume
+    "ret",                              // to the resumer's `blr`
+    ".cfi_endproc",
+    ".size ugreen_internal_coroutine_trampoline, . - ugreen_internal_coroutine_trampoline",
+    ".popsection",
+    frame = const size_of::<CoFrame>(),
+    resume = const offset_of!(CoFrame, resume),
+    x19 = const offset_of!(CoFrame, x19),
+    x29 = const offset_of!(CoFrame, x29),
+);

@@ -9,7 +9,6 @@ use core::mem::size_of;
 pub(crate) const BACKEND: &str = "asm";
 
 #[cfg(feature = "asan")]
-#[path = "asan.rs"]
 mod asan;
 
 /// Bytes below the top of the stack that a new context's frame occupies
@@ -105,4 +104,119 @@ pub(crate) unsafe fn init_frame(
         ugreen_internal_fp_control(sp);
         (*ctx).sp = sp.cast();
     }
+}
+
+// ------------------------------------------------- the coroutine switch
+
+/// The link of a coroutine: where its resumer's stack pointer is saved
+/// while the coroutine runs. It must be the first field of the block whose
+/// address the entry function receives (the trampoline finds the resumer's
+/// frame at its first word). The coroutine's own saved stack pointer is
+/// kept by whoever resumes it (returned by `co_resume`).
+#[repr(C)]
+pub(crate) struct CoContext {
+    sp: usize,
+    /// The bounds of the stack the resumer runs on (see asan.rs).
+    #[cfg(feature = "asan")]
+    bounds: core::cell::Cell<(usize, usize)>,
+    /// The bounds of the coroutine's stack.
+    #[cfg(feature = "asan")]
+    co_bounds: core::cell::Cell<(usize, usize)>,
+}
+
+/// Bytes below `top` that `co_init` uses.
+pub(crate) const CO_RESERVE: usize = frame::CO_RESERVE;
+
+/// Prepares a coroutine that runs `entry(transfer, link)` on the stack
+/// `[bottom, top)` when first resumed; returns its saved stack pointer.
+/// When `entry` returns, control goes back to the resumer saved in `link`
+/// for good (its `co_resume` returns (0, 0)).
+///
+/// # Safety
+/// `top` is 16-byte aligned, `[top - CO_RESERVE, top)` plus the space the
+/// entry function needs below it is writable memory owned by the new
+/// coroutine; `link` is the first field of the block `entry` expects, and is
+/// the `link` of every `co_resume` of the coroutine.
+#[inline]
+pub(crate) unsafe fn co_init(
+    link: *mut CoContext,
+    _bottom: *mut u8,
+    top: *mut u8,
+    entry: super::CoEntryFn,
+) -> usize {
+    debug_assert_eq!(top as usize % 16, 0);
+    #[cfg(feature = "asan")]
+    // SAFETY: `[bottom, top)` is the new coroutine's stack (the caller's
+    // contract).
+    unsafe {
+        asan::co_prepare(link, _bottom, top)
+    };
+    // SAFETY: the frame lies in the reserve below `top`, which the caller
+    // guarantees writable.
+    unsafe { frame::co_frame(top as usize, entry as usize, link as usize) }
+}
+
+/// Resumes the coroutine suspended at `sp` (from `co_init` or the previous
+/// `co_resume`), passing `transfer`; `link` receives the resumer's state.
+/// Returns the word the coroutine passes to `co_suspend` and its new saved
+/// stack pointer, or (0, 0) once its entry function has returned.
+///
+/// # Safety
+/// `sp` is a suspended coroutine's on a stack that is still mapped; `link`
+/// is the link given to `co_init` and stays at its address until this
+/// returns.
+#[inline(always)]
+pub(crate) unsafe fn co_resume(link: *mut CoContext, sp: usize, transfer: usize) -> (usize, usize) {
+    // SAFETY: the caller's contract.
+    #[cfg(not(feature = "asan"))]
+    unsafe {
+        frame::co_resume(core::ptr::addr_of_mut!((*link).sp), sp, transfer)
+    }
+    // SAFETY: as above; the annotations only tell ASan about the switch.
+    #[cfg(feature = "asan")]
+    unsafe {
+        asan::around_switch(&(*link).bounds, &(*link).co_bounds, || {
+            frame::co_resume(core::ptr::addr_of_mut!((*link).sp), sp, transfer)
+        })
+    }
+}
+
+/// Suspends the running coroutine and returns to its resumer, saved in
+/// `link`, passing `transfer` (not 0); returns the word passed by the next
+/// `co_resume`.
+///
+/// # Safety
+/// Runs on the coroutine's stack; `link` holds the resumer that entered it.
+#[inline(always)]
+pub(crate) unsafe fn co_suspend(link: *mut CoContext, transfer: usize) -> usize {
+    // SAFETY: the caller's contract.
+    #[cfg(not(feature = "asan"))]
+    unsafe {
+        frame::co_suspend(core::ptr::addr_of!((*link).sp), transfer)
+    }
+    // SAFETY: as above; the annotations only tell ASan about the switch.
+    #[cfg(feature = "asan")]
+    unsafe {
+        asan::around_switch(&(*link).co_bounds, &(*link).bounds, || {
+            frame::co_suspend(core::ptr::addr_of!((*link).sp), transfer)
+        })
+    }
+}
+
+/// Whether the coroutine suspended at `sp` has never run.
+///
+/// # Safety
+/// `sp` is a suspended coroutine's (from `co_init` or `co_resume`) on a
+/// stack that is still mapped; `link` is its link.
+#[inline]
+pub(crate) unsafe fn co_is_fresh(_link: *const CoContext, sp: usize) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { frame::co_is_fresh(sp) }
+}
+
+/// Called first thing by a coroutine's entry function.
+#[inline(always)]
+pub(crate) fn co_entered() {
+    #[cfg(feature = "asan")]
+    asan::first_entry();
 }

@@ -8,6 +8,10 @@
 //! * `unsafe fn switch(from, to, transfer) -> usize`: the swap.
 //! * `INIT_RESERVE`: bytes below `top` that `init_frame` uses.
 
+/// The entry function of a coroutine: `entry(transfer, link)`, with the
+/// word of the first resume and the coroutine's link (`co_init`).
+pub(crate) type CoEntryFn = unsafe extern "C" fn(transfer: usize, link: *mut core::ffi::c_void);
+
 #[cfg(not(feature = "ucontext"))]
 mod asm;
 #[cfg(not(feature = "ucontext"))]

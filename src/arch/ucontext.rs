@@ -121,3 +121,99 @@ pub(crate) unsafe fn init_frame(
         (*ctx).sp = uc.cast();
     }
 }
+
+// ------------------------------------------------- the coroutine switch
+
+/// The link of a coroutine: the raw contexts of both sides, and the word the
+/// trampoline clears when the coroutine finishes (unused: the coroutine API
+/// keeps its own state). The coroutine's "stack pointer" is 1 while it can
+/// be resumed.
+#[repr(C)]
+pub(crate) struct CoContext {
+    outer: RawContext,
+    inner: RawContext,
+    done: usize,
+    started: bool,
+    entry: Option<super::CoEntryFn>,
+}
+
+/// The raw entry of every coroutine: calls the coroutine's own entry.
+unsafe extern "C" fn co_entry(link: *mut c_void, transfer: usize) {
+    // SAFETY: `co_init` made the raw context with its link as the argument
+    // and stored the entry in it.
+    unsafe {
+        let entry = (*link.cast::<CoContext>()).entry.unwrap_unchecked();
+        entry(transfer, link)
+    }
+}
+
+/// Bytes below `top` that `co_init` uses.
+pub(crate) const CO_RESERVE: usize = INIT_RESERVE;
+
+/// # Safety
+/// As for the assembly backend's `co_init`.
+pub(crate) unsafe fn co_init(
+    link: *mut CoContext,
+    bottom: *mut u8,
+    top: *mut u8,
+    entry: super::CoEntryFn,
+) -> usize {
+    // SAFETY: the caller's contract; `link` starts with the resumer's raw
+    // context, the trampoline's link.
+    unsafe {
+        (*link).started = false;
+        (*link).entry = Some(entry);
+        init_frame(
+            core::ptr::addr_of_mut!((*link).inner),
+            bottom,
+            top,
+            co_entry,
+            link.cast(),
+            link.cast(),
+            core::ptr::addr_of_mut!((*link).done),
+        );
+    }
+    1
+}
+
+/// # Safety
+/// As for the assembly backend's `co_resume`.
+pub(crate) unsafe fn co_resume(
+    link: *mut CoContext,
+    _sp: usize,
+    transfer: usize,
+) -> (usize, usize) {
+    // SAFETY: the caller's contract.
+    let word = unsafe {
+        (*link).started = true;
+        switch(
+            core::ptr::addr_of_mut!((*link).outer),
+            core::ptr::addr_of_mut!((*link).inner),
+            transfer,
+        )
+    };
+    (word, (word != 0) as usize)
+}
+
+/// # Safety
+/// As for the assembly backend's `co_suspend`.
+pub(crate) unsafe fn co_suspend(link: *mut CoContext, transfer: usize) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe {
+        switch(
+            core::ptr::addr_of_mut!((*link).inner),
+            core::ptr::addr_of_mut!((*link).outer),
+            transfer,
+        )
+    }
+}
+
+/// # Safety
+/// As for the assembly backend's `co_is_fresh`.
+pub(crate) unsafe fn co_is_fresh(link: *const CoContext, _sp: usize) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { !(*link).started }
+}
+
+/// Called first thing by a coroutine's entry function.
+pub(crate) fn co_entered() {}

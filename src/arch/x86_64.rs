@@ -54,3 +54,222 @@ pub(super) fn initial(start: Start, fp_control: u64, resume_at: usize) -> Switch
         ret: resume_at,
     }
 }
+
+// ------------------------------------------------- the coroutine switch
+//
+// The safe `Coroutine` switches with inline assembly at its call sites
+// instead of calling the assembly routine: the `asm!` block declares every
+// register the System V ABI lets a call clobber, plus r12-r15, as clobbered,
+// so the compiler saves only those of them that are live at that call site.
+// The block itself saves only what the compiler cannot be told about: rbx
+// and rbp. No FP control state is switched on this path (Rust code cannot
+// change it soundly; see the README).
+
+/// What a suspended coroutine leaves at its saved stack pointer, and what
+/// its resumer leaves at its own while the coroutine runs (there `resume`
+/// is the return address pushed by the resumer's `call`).
+#[repr(C)]
+pub(super) struct CoFrame {
+    /// Where the side resumes (`2:` of `co_suspend`, the trampoline, or
+    /// the resumer's return address).
+    resume: usize,
+    rbx: usize,
+    rbp: usize,
+}
+
+// The two directions of a coroutine switch are a call and a return, as the
+// return-address predictor expects: `co_resume` calls into the coroutine
+// (`call` to its resume address), `co_suspend` returns to the resumer
+// (`ret` to the address that `call` pushed). The coroutine's saved stack
+// pointer travels in rsi (the resumer keeps it); the resumer's is stored in
+// the link.
+
+/// Resumes the coroutine whose saved stack pointer is `sp`, passing
+/// `transfer` (rdi); saves the resumer's stack pointer into `*link`.
+/// Returns the word and the stack pointer passed by the coroutine's next
+/// `co_suspend`, or (0, 0) when its entry function returned.
+///
+/// # Safety
+/// `sp` is the saved stack pointer of a suspended coroutine (returned by
+/// `co_suspend` or `co_frame`) on a stack that is still mapped; `link` is
+/// its link, writable, and stays valid until the coroutine switches back.
+#[inline(always)]
+pub(super) unsafe fn co_resume(link: *mut usize, sp: usize, transfer: usize) -> (usize, usize) {
+    let (word, sp_out): (usize, usize);
+    // SAFETY: the caller's contract. The coroutine side saves the stack
+    // pointer (pointing at the return address, with rbx and rbp above it)
+    // into `*link` and comes back with `ret`; the block then restores rbx
+    // and rbp. Everything else is declared clobbered.
+    unsafe {
+        core::arch::asm!(
+            "push rbp",                 // CoFrame.rbp
+            "push rbx",                 // CoFrame.rbx
+            "call [rdx]",               // CoFrame.resume; rsi = link, rdx = sp
+            "pop rbx",
+            "pop rbp",
+            inlateout("rdi") transfer => word,
+            inlateout("rsi") link => sp_out,
+            in("rdx") sp,
+            lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
+            clobber_abi("sysv64"),
+        );
+    }
+    (word, sp_out)
+}
+
+/// Suspends the running coroutine: saves its rbx, rbp and resume address
+/// on its stack, and returns to the resumer saved in `*link`, passing
+/// `transfer` (rdi) and its stack pointer (rsi). Returns the word passed by
+/// the next `co_resume` (which enters at `2:` with rsi = the link, rdx =
+/// this frame).
+///
+/// # Safety
+/// Runs on the coroutine's stack; `*link` is the resumer saved by the
+/// `co_resume` that entered the coroutine.
+#[inline(always)]
+pub(super) unsafe fn co_suspend(link: *const usize, transfer: usize) -> usize {
+    let out: usize;
+    // SAFETY: the caller's contract. When resumed, the block restores rsp,
+    // rbx and rbp as they were; everything else is declared clobbered.
+    unsafe {
+        core::arch::asm!(
+            "push rbp",                 // CoFrame.rbp
+            "push rbx",                 // CoFrame.rbx
+            "lea rax, [rip + 2f]",
+            "push rax",                 // CoFrame.resume
+            "mov rsi, rsp",             // this frame, for the resumer
+            "mov rsp, [rdx]",           // the resumer's frame
+            "ret",                      // to the resumer's `call`
+            "2:",                       // entered by `call [rdx]` of co_resume
+            "mov [rsi], rsp",           // *link = the resumer's frame
+            "lea rsp, [rdx + 8]",       // this frame, past CoFrame.resume
+            "pop rbx",                  // CoFrame.rbx
+            "pop rbp",                  // CoFrame.rbp
+            inlateout("rdi") transfer => out,
+            inlateout("rdx") link => _,
+            lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
+            clobber_abi("sysv64"),
+        );
+    }
+    out
+}
+
+/// Whether `sp`, a saved coroutine stack pointer, is that of a coroutine
+/// that has never run (its frame resumes at the trampoline).
+///
+/// # Safety
+/// `sp` is a saved coroutine stack pointer on a mapped stack.
+#[inline]
+pub(super) unsafe fn co_is_fresh(sp: usize) -> bool {
+    // SAFETY: the caller's contract: a CoFrame lies at `sp`.
+    unsafe { (*(sp as *const CoFrame)).resume == trampoline() }
+}
+
+/// Writes the frame of a coroutine that has never run below `top` (the end
+/// of its stack's usable part, 16-aligned) and returns its saved stack
+/// pointer:
+/// the first `co_resume` calls the trampoline, which pops entry into rbx
+/// and the link into rbp, leaving rsp 16-byte aligned.
+///
+/// # Safety
+/// `[top - CO_RESERVE, top)` is writable memory owned by the new coroutine.
+#[inline]
+pub(super) unsafe fn co_frame(top: usize, entry: usize, link: usize) -> usize {
+    let sp = top - CO_RESERVE;
+    debug_assert_eq!((sp + size_of::<CoFrame>()) % 16, 0);
+    let frame = sp as *mut CoFrame;
+    // SAFETY: the caller's contract; only the fields that the first resume
+    // reads are written.
+    unsafe {
+        core::ptr::addr_of_mut!((*frame).resume).write(trampoline());
+        core::ptr::addr_of_mut!((*frame).rbx).write(entry);
+        core::ptr::addr_of_mut!((*frame).rbp).write(link);
+    }
+    sp
+}
+
+/// Bytes below `top` used by a new coroutine's frame: the frame, placed so
+/// that rsp is 16-byte aligned once it is popped.
+pub(super) const CO_RESERVE: usize = size_of::<CoFrame>() + 16;
+
+const _: () = {
+    assert!(offset_of!(CoFrame, resume) == 0);
+    assert!(offset_of!(CoFrame, rbx) == 8);
+    assert!(offset_of!(CoFrame, rbp) == 16);
+    assert!((CO_RESERVE - size_of::<CoFrame>()) % 16 == 0);
+};
+
+/// The address of the coroutine trampoline (below). Declared inside a
+/// function so that cbindgen, which lists the crate's `extern "C"` blocks in
+/// include/ugreen.h, does not see it.
+#[inline(always)]
+fn trampoline() -> usize {
+    extern "C" {
+        fn ugreen_internal_coroutine_trampoline();
+    }
+    ugreen_internal_coroutine_trampoline as *const () as usize
+}
+
+/// With the `asan` feature, the ending coroutine announces the switch to its
+/// link and releases its fake stack (src/arch/asan.rs) in the trampoline,
+/// where no instrumented frame of it runs any more.
+#[cfg(feature = "asan")]
+macro_rules! co_exit_asan {
+    () => {
+        concat!(
+            "mov rdi, rbp\n",
+            "call ugreen_internal_coroutine_asan_exit\n", // rax, rdx = link's stack bounds
+            "xor edi, edi\n",                             // fake_stack_save = NULL
+            "mov rsi, rax\n",                             // bottom; rdx = size
+            "call __sanitizer_start_switch_fiber@PLT",
+        )
+    };
+}
+#[cfg(not(feature = "asan"))]
+macro_rules! co_exit_asan {
+    () => {
+        ""
+    };
+}
+
+// Entry of a new coroutine, called by its first `co_resume` (rsi = link,
+// rdx = the initial frame, rdi = transfer). Switches to the coroutine's
+// stack like `2:` of `co_suspend`, then calls entry(transfer, link); when
+// entry returns, returns to the resumer for good, passing (0, 0).
+//
+// CFI: this frame's caller is the resumer, suspended in its `co_resume`:
+// CFA = *link + size_of::<CoFrame>() (the resumer's rsp once its frame is
+// popped), with rip, rbx and rbp in that frame. So debuggers and unwinders
+// walk from the coroutine's stack into the code that resumed it. (It holds
+// from the call of entry on, once rbp is the link.)
+core::arch::global_asm!(
+    ".pushsection .text.ugreen_internal_coroutine_trampoline,\"ax\",@progbits",
+    ".globl ugreen_internal_coroutine_trampoline",
+    ".hidden ugreen_internal_coroutine_trampoline",
+    ".type ugreen_internal_coroutine_trampoline, @function",
+    ".p2align 4",
+    "ugreen_internal_coroutine_trampoline:",
+    ".cfi_startproc simple",
+    // DW_CFA_def_cfa_expression: DW_OP_breg6 (rbp) 0; DW_OP_deref; DW_OP_plus_uconst FRAME
+    ".cfi_escape 0x0f, 0x05, 0x76, 0x00, 0x06, 0x23, {frame}",
+    ".cfi_offset rip, -{frame}+{resume}",
+    ".cfi_offset rbx, -{frame}+{rbx}",
+    ".cfi_offset rbp, -{frame}+{rbp}",
+    "mov [rsi], rsp",                   // *link = the resumer's frame
+    "lea rsp, [rdx + 8]",               // the initial frame, past CoFrame.resume
+    "pop rbx",                          // CoFrame.rbx: entry
+    "pop rbp",                          // CoFrame.rbp: link
+    "call rbx",                         // entry(rdi = transfer, rsi = link)
+    co_exit_asan!(),
+    "mov rsp, [rbp]",                   // the resumer's frame
+    "xor edi, edi",                     // transfer 0: finished
+    "xor esi, esi",                     // no stack pointer to resume
+    "ret",                              // to the resumer's `call`
+    ".cfi_endproc",
+    ".size ugreen_internal_coroutine_trampoline, . - ugreen_internal_coroutine_trampoline",
+    ".popsection",
+    frame = const size_of::<CoFrame>(),
+    resume = const offset_of!(CoFrame, resume),
+    rbx = const offset_of!(CoFrame, rbx),
+    rbp = const offset_of!(CoFrame, rbp),
+);

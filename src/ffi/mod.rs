@@ -46,6 +46,7 @@ impl From<Error> for ugreen_result {
             Error::InvalidSize => UGREEN_RESULT_INVALID_SIZE,
             Error::OutOfMemory => UGREEN_RESULT_OUT_OF_MEMORY,
             Error::WrongState => UGREEN_RESULT_WRONG_STATE,
+            Error::System => UGREEN_RESULT_SYSTEM_ERROR,
         }
     }
 }
@@ -189,6 +190,36 @@ pub unsafe extern "C" fn ugreen_stack_high_water(
                 UGREEN_RESULT_OK
             }
             Err(_) => UGREEN_RESULT_SYSTEM_ERROR,
+        }
+    })
+}
+
+/// Gives the pages of `stack` below its top `keep_bytes` (rounded up to
+/// whole pages) back to the system: they stop counting in the resident
+/// memory and read as zero when touched again (one page fault each). The top
+/// `keep_bytes` stay as they are. One madvise(MADV_DONTNEED) system call, or
+/// none when `keep_bytes` covers the whole stack. For long-lived stacks that
+/// a deep call touched once (e.g. a server's per-core stacks after a burst).
+///
+/// Errors: NULL_ARGUMENT; WRONG_STATE while a context made on the stack has
+/// not finished (nothing is released); SYSTEM_ERROR if the kernel refuses
+/// (e.g. locked pages; nothing is released).
+///
+/// # Safety
+/// `stack` is NULL or a live stack not used concurrently.
+#[no_mangle]
+pub unsafe extern "C" fn ugreen_stack_release_pages(
+    stack: *mut Stack,
+    keep_bytes: usize,
+) -> ugreen_result {
+    guard(|| {
+        // SAFETY: per the contract.
+        match unsafe { stack.as_mut() } {
+            None => UGREEN_RESULT_NULL_ARGUMENT,
+            Some(stack) => match stack.release_pages(keep_bytes) {
+                Ok(()) => UGREEN_RESULT_OK,
+                Err(e) => e.into(),
+            },
         }
     })
 }

@@ -185,6 +185,30 @@ int main(void) {
         CHECK(used > 0 && used <= ugreen_stack_size(stack) && used % page == 0);
     }
 
+    /* ugreen_stack_release_pages: NULL; refused while a context lives on the
+       stack; once it finished, the pages below the kept top are given back
+       (and a kept top covering the stack releases nothing). */
+    {
+        size_t used = 0;
+        EXPECT(ugreen_stack_release_pages(NULL, 0), UGREEN_RESULT_NULL_ARGUMENT);
+        EXPECT(ugreen_context_make(&ctx, stack, make_on_own_stack, NULL, &main_ctx), UGREEN_RESULT_OK);
+        ugreen_context_swap(&main_ctx, &ctx); /* suspends inside */
+        EXPECT(ugreen_stack_release_pages(stack, 0), UGREEN_RESULT_WRONG_STATE);
+        ugreen_context_swap(&main_ctx, &ctx); /* returns from its entry */
+        EXPECT(ugreen_stack_high_water(stack, &used), UGREEN_RESULT_OK);
+        CHECK(used > 0);
+        EXPECT(ugreen_stack_release_pages(stack, SIZE_MAX), UGREEN_RESULT_OK);
+        EXPECT(ugreen_stack_high_water(stack, &used), UGREEN_RESULT_OK);
+        CHECK(used > 0);
+        EXPECT(ugreen_stack_release_pages(stack, 0), UGREEN_RESULT_OK);
+        EXPECT(ugreen_stack_high_water(stack, &used), UGREEN_RESULT_OK);
+        CHECK(used == 0);
+        /* the stack still works */
+        EXPECT(ugreen_context_make(&ctx, stack, noop, NULL, &main_ctx), UGREEN_RESULT_OK);
+        ugreen_context_swap(&main_ctx, &ctx);
+        CHECK(!ugreen_stack_in_use(stack));
+    }
+
     /* ugreen_stack_abandon: a stack whose context is suspended for good can
        take a new context. */
     EXPECT(ugreen_stack_abandon(NULL), UGREEN_RESULT_NULL_ARGUMENT);

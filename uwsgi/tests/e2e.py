@@ -32,6 +32,12 @@ OUT = os.environ.get('UGREEN_UWSGI_OUT', os.path.join(REPO, 'target', 'uwsgi'))
 UWSGI_EMBEDDED = os.path.join(OUT, 'bin', 'uwsgi-ugreen')
 UWSGI_BASE = os.path.join(OUT, 'bin', 'uwsgi-base')
 PLUGIN_SO = os.environ.get('UGREEN_E2E_PLUGIN', os.path.join(OUT, 'plugins', 'asm', 'ugreen_plugin.so'))
+# a packaged uWSGI (Debian's uwsgi-core + uwsgi-plugin-python3; a command, e.g. with a
+# chroot prefix) and the plugin built for it by uwsgi/build-plugin.sh (run-tests.sh builds it)
+PACKAGED_UWSGI = os.environ.get('UGREEN_E2E_PACKAGED_UWSGI', '/usr/bin/uwsgi').split()
+PACKAGED_PYTHON_PLUGIN = os.environ.get('UGREEN_E2E_PACKAGED_PYTHON', 'python3')
+PACKAGED_PLUGIN_SO = os.environ.get('UGREEN_E2E_PACKAGED_PLUGIN', '')
+PACKAGED_NAME = os.environ.get('UGREEN_E2E_PACKAGED_NAME', 'packaged')
 LOGDIR = os.path.join(OUT, 'test-logs')
 
 
@@ -82,7 +88,7 @@ class Server:
         self.port = free_port()
         os.makedirs(LOGDIR, exist_ok=True)
         self.logpath = os.path.join(LOGDIR, '%s.log' % name)
-        cmd = [binary]
+        cmd = list(binary) if isinstance(binary, (list, tuple)) else [binary]
         if plugin:
             cmd += ['--plugin', plugin]
         cmd += ['--http-socket', '127.0.0.1:%d' % self.port, '--disable-logging',
@@ -173,13 +179,13 @@ def suspend_checksum(tag, n, d):
     return (acc + n * 13) % 1000003
 
 
-def stress(name, binary, plugin, nreq, app='suspend_app.py'):
+def stress(name, binary, plugin, nreq, app='suspend_app.py', extra=()):
     rnd = random.Random(4242)
     # one request in ten ends abnormally right after a suspend (exception, or no body)
     jobs = [('r%d' % i, rnd.randint(0, 3000), rnd.randint(0, 40),
              rnd.choice(('raise', 'return')) if rnd.random() < 0.1 else None) for i in range(nreq)]
     args = ['--master', '--processes', '1', '--async', '30', '--ugreen',
-            '--wsgi-file', os.path.join(APPS, app)]
+            '--wsgi-file', os.path.join(APPS, app)] + list(extra)
     with Server(name, binary, args, plugin=plugin) as srv:
         def one(job):
             tag, n, d, end = job
@@ -265,10 +271,14 @@ def test_isolation_external_plugin(opts):
 
 
 def test_chat_bottle(opts):
+    return chat('chat', UWSGI_EMBEDDED, None)
+
+
+def chat(name, binary, plugin):
     users, per_user = 30, 5
     args = ['--master', '--processes', '1', '--async', '64', '--ugreen',
             '--wsgi-file', os.path.join(APPS, 'chat_app.py')]
-    with Server('chat', UWSGI_EMBEDDED, args) as srv:
+    with Server(name, binary, args, plugin=plugin) as srv:
         expected = {'user%d-msg%d' % (u, m) for u in range(users) for m in range(per_user)}
         received = [[] for _ in range(users)]
         errors = []
@@ -386,11 +396,15 @@ class Postgres:
 
 
 def test_psycopg2_postgres(opts):
+    return psycopg2_postgres('postgres', UWSGI_EMBEDDED, None)
+
+
+def psycopg2_postgres(name, binary, plugin):
     n = 30
     with Postgres() as pg:
         args = ['--master', '--processes', '1', '--async', '30', '--ugreen',
                 '--wsgi-file', os.path.join(APPS, 'pg_app.py')]
-        with Server('postgres', UWSGI_EMBEDDED, args, env={'PG_DSN': pg.dsn}) as srv:
+        with Server(name, binary, args, env={'PG_DSN': pg.dsn}, plugin=plugin) as srv:
             # one request first: connection set-up and module imports out of the timing
             status, body = http_get(srv.port, '/?tag=1000')
             if status != 200 or body != '1000:2000':
@@ -419,10 +433,14 @@ def test_psycopg2_postgres(opts):
 
 
 def test_stack_overflow_respawn(opts):
+    return stack_overflow_respawn('overflow', UWSGI_EMBEDDED, None)
+
+
+def stack_overflow_respawn(name, binary, plugin):
     pages = 32
     args = ['--master', '--processes', '1', '--async', '4', '--ugreen', '--ugreen-stacksize', str(pages),
             '--wsgi-file', os.path.join(APPS, 'overflow_app.py')]
-    with Server('overflow', UWSGI_EMBEDDED, args) as srv:
+    with Server(name, binary, args, plugin=plugin) as srv:
         status, body = http_get(srv.port, '/ok')
         if status != 200 or not body.startswith('ok:'):
             raise TestFailure('first request: %d %r' % (status, body))
@@ -474,6 +492,100 @@ def test_stack_overflow_respawn(opts):
         if 'Respawned uWSGI worker' not in log:
             raise TestFailure('no respawn in the log:\n%s' % srv.log_tail())
         return 'log: %r; worker %d respawned as %d, next request served' % (line.strip(), pid1, pid2)
+
+
+def resident_stacks(pid, stack_bytes, per_stack=None):
+    """(number, resident KiB) of the worker's mappings that are core stacks:
+    anonymous read/write mappings of exactly stack_bytes; per_stack, a list,
+    receives each stack's resident KiB."""
+    count = rss = 0
+    size = None
+    with open('/proc/%d/smaps' % pid) as f:
+        for line in f:
+            m = re.match(r'^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ (\d+)\s*(\S*)', line)
+            if m:
+                start, end, perm, inode, name = m.groups()
+                size = int(end, 16) - int(start, 16) if perm == 'rw-p' and inode == '0' and not name else None
+                if size == stack_bytes:
+                    count += 1
+            elif size == stack_bytes and line.startswith('Rss:'):
+                rss += int(line.split()[1])
+                if per_stack is not None:
+                    per_stack.append(int(line.split()[1]))
+    return count, rss
+
+
+def worker_rss(pid):
+    with open('/proc/%d/smaps_rollup' % pid) as f:
+        return int(re.search(r'^Rss:\s+(\d+) kB', f.read(), re.M).group(1))
+
+
+def test_memory_after_burst(opts):
+    # every core serves a deep request, all of them at the same time; once the
+    # burst is over the idle cores give their stack pages back
+    cores, depth, pages = 200, 150, 61  # 61 pages: no other mapping has the stacks' size
+    stack_bytes = pages * 4096
+    args = ['--master', '--processes', '1', '--async', str(cores), '--ugreen', '--ugreen-stacksize', str(pages),
+            '--listen', '1024', '--wsgi-file', os.path.join(APPS, 'memory_app.py')]
+    with Server('memory', UWSGI_BASE, args, plugin=PLUGIN_SO) as srv:
+        status, body = http_get(srv.port, '/')
+        pid = int(body.split(':')[1])
+        if resident_stacks(pid, stack_bytes)[0] != cores:
+            raise TestFailure('found %d stacks of %d bytes, expected %d' % (
+                resident_stacks(pid, stack_bytes)[0], stack_bytes, cores))
+        rss_idle = worker_rss(pid)
+        during = []
+
+        def one(i):
+            status, body = http_get(srv.port, '/?hold=%d&round=1&depth=%d' % (cores, depth))
+            if status != 200 or body != 'ok:%d' % pid:
+                raise TestFailure('status %d body %r' % (status, body))
+
+        def watch():
+            # while every core holds a deep stack: how much of the stacks is resident
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not done.is_set():
+                during.append(resident_stacks(pid, stack_bytes)[1])
+                time.sleep(0.05)
+        done = threading.Event()
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        _, errors = run_clients(cores, list(range(cores)), one, timeout=120)
+        done.set()
+        watcher.join()
+        if errors:
+            raise TestFailure('%d errors, first: %s\nlog:\n%s' % (len(errors), errors[:3], srv.log_tail()))
+        peak = max(during or [0])
+        if peak < cores * 32:
+            raise TestFailure('the deep requests did not use the stacks: at most %d KiB resident in all' % peak)
+        # one more request, served after the worker finished with the burst: every
+        # core is given back at the burst's end, except those already given back and
+        # reused within the same second (here the core of the first request)
+        http_get(srv.port, '/')
+        per_stack = []
+        resident_stacks(pid, stack_bytes, per_stack)
+        deep_left = [k for k in per_stack if k > 8]
+        if len(deep_left) > 2:
+            raise TestFailure('%d stacks still hold more than 8 KiB right after the burst: %s\nlog:\n%s' % (
+                len(deep_left), deep_left, srv.log_tail()))
+        # a second later, the next request's end gives back every idle core
+        time.sleep(1.2)
+        http_get(srv.port, '/')
+        per_stack = []
+        count, after = resident_stacks(pid, stack_bytes, per_stack)
+        rss_after = worker_rss(pid)
+        srv.assert_no_worker_death()
+        # the core that served the last request keeps a few pages
+        if after > 64:
+            raise TestFailure('%d KiB of the %d stacks still resident after the burst (%d KiB during it); '
+                              'resident KiB per stack, where not 0: %s\nlog:\n%s' % (
+                                  after, count, peak, [k for k in per_stack if k], srv.log_tail()))
+        if rss_after - rss_idle > peak:
+            raise TestFailure('worker RSS %d KiB after the burst, %d KiB before it (stacks held %d KiB during it)' % (
+                rss_after, rss_idle, peak))
+        return ('%d cores, %d-level deep requests all at once: stacks held %d KiB resident during the burst, '
+                '%d KiB after it; worker RSS %d KiB before, %d KiB after') % (
+            cores, depth, peak, after, rss_idle, rss_after)
 
 
 def run_bounded(cmd, timeout=30):
@@ -583,6 +695,93 @@ def test_gc_while_suspended(opts):
         return '%d requests from 30 clients, gc.collect() while others are suspended: every object intact, one worker' % nreq
 
 
+def wrong_install(what, cmd, expect, extra=None):
+    """Starts uWSGI with CMD + a server and an app; it must exit non-zero with EXPECT in its log."""
+    cmd = list(cmd) + ['--http-socket', '127.0.0.1:%d' % free_port(), '--async', '4', '--ugreen',
+                       '--wsgi-file', os.path.join(APPS, 'suspend_app.py')] + list(extra or [])
+    rc, text = run_bounded(cmd)
+    line = next((l for l in text.splitlines() if expect in l), None)
+    if rc is None or rc == 0 or line is None or not line.startswith('[ugreen]'):
+        raise TestFailure('%s: exit %s, expected a [ugreen] line with %r; output tail:\n%s' % (
+            what, rc, expect, text[-1500:]))
+    return '%s -> exit %d, %r' % (what, rc, line)
+
+
+def test_wrong_install_errors(opts):
+    # uWSGI drops a second plugin named ugreen silently: a binary with one built in
+    # (as `pip install uwsgi` makes) must not pretend to load this one
+    return wrong_install('this plugin into a uwsgi with a ugreen built in',
+                         [UWSGI_EMBEDDED, '--plugin', PLUGIN_SO], 'has a ugreen plugin built in')
+
+
+def packaged():
+    """The packaged uWSGI command and its --plugin list with this plugin; skips without one."""
+    if not shutil.which(PACKAGED_UWSGI[0]) or (len(PACKAGED_UWSGI) == 1 and not os.path.exists(PACKAGED_UWSGI[0])):
+        raise TestSkipped('no packaged uWSGI %s (Debian: uwsgi/install-deps.sh installs uwsgi-core)' % PACKAGED_UWSGI[0])
+    so = PACKAGED_PLUGIN_SO
+    if not so:
+        rc, version = run_bounded(PACKAGED_UWSGI + ['--version'])
+        so = os.path.join(REPO, 'target', 'uwsgi-plugin', version.strip(), 'ugreen_plugin.so')
+    if not os.path.exists(so):
+        raise TestFailure('%s missing: build it with uwsgi/build-plugin.sh %s' % (so, PACKAGED_UWSGI[-1]))
+    return PACKAGED_UWSGI, so
+
+
+def test_packaged_stress(opts):
+    # no --enable-threads: before 2.0.27 the python plugin then never releases the GIL
+    cmd, so = packaged()
+    return stress('%s-stress' % PACKAGED_NAME, cmd, '%s,%s' % (PACKAGED_PYTHON_PLUGIN, so), opts.requests)
+
+
+def test_packaged_stress_threads(opts):
+    cmd, so = packaged()
+    detail = stress('%s-stress-threads' % PACKAGED_NAME, cmd, '%s,%s' % (PACKAGED_PYTHON_PLUGIN, so),
+                    max(500, opts.requests // 2), app='threads_app.py', extra=['--enable-threads'])
+    return detail + ', --enable-threads, two app threads competing for the GIL'
+
+
+def test_packaged_isolation(opts):
+    cmd, so = packaged()
+    return isolation('%s-isolation' % PACKAGED_NAME, cmd, '%s,%s' % (PACKAGED_PYTHON_PLUGIN, so))
+
+
+def test_packaged_chat(opts):
+    cmd, so = packaged()
+    return chat('%s-chat' % PACKAGED_NAME, cmd, '%s,%s' % (PACKAGED_PYTHON_PLUGIN, so))
+
+
+def test_packaged_psycopg2(opts):
+    cmd, so = packaged()
+    return psycopg2_postgres('%s-postgres' % PACKAGED_NAME, cmd, '%s,%s' % (PACKAGED_PYTHON_PLUGIN, so))
+
+
+def test_packaged_overflow(opts):
+    cmd, so = packaged()
+    return stack_overflow_respawn('%s-overflow' % PACKAGED_NAME, cmd, '%s,%s' % (PACKAGED_PYTHON_PLUGIN, so))
+
+
+def test_packaged_wrong_install_errors(opts):
+    cmd, so = packaged()
+    py = PACKAGED_PYTHON_PLUGIN
+    out = [
+        # Debian ships uWSGI's own ugreen as a plugin of the same name
+        wrong_install('--plugin ugreen before this plugin', cmd + ['--plugin', '%s,ugreen,%s' % (py, so)],
+                      'another plugin named ugreen is already loaded'),
+        # another engine's hooks in place of uGreen's
+        wrong_install('--ugreen with --greenlet', cmd + ['--plugin', '%s,%s,greenlet_%s' % (py, so, py)],
+                      'another async engine', extra=['--greenlet']),
+    ]
+    # a plugin built for another uWSGI (same root only: a plugin built in a chroot
+    # may need a newer C library than the host's)
+    rc, version = run_bounded(cmd + ['--version'])
+    if len(cmd) == 1 and version.strip() != '2.0.31':
+        out.append(wrong_install('the plugin built by uwsgi-base 2.0.31 in uWSGI %s' % version.strip(),
+                                 cmd + ['--plugin', '%s,%s' % (py, PLUGIN_SO)], 'built for uWSGI 2.0.31 but loaded into'))
+        out.append(wrong_install('the plugin built for uWSGI %s in uwsgi-base 2.0.31' % version.strip(),
+                                 [UWSGI_BASE, '--plugin', so], 'built for uWSGI %s but loaded into uWSGI 2.0.31' % version.strip()))
+    return '; '.join(out)
+
+
 TESTS = [
     test_config_errors,
     test_stress_embedded,
@@ -597,6 +796,15 @@ TESTS = [
     test_suspend_outside_core,
     test_build_refuses_free_threaded,
     test_gc_while_suspended,
+    test_wrong_install_errors,
+    test_packaged_stress,
+    test_packaged_stress_threads,
+    test_packaged_isolation,
+    test_packaged_chat,
+    test_packaged_psycopg2,
+    test_packaged_overflow,
+    test_packaged_wrong_install_errors,
+    test_memory_after_burst,
 ]
 
 

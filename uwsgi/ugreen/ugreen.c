@@ -14,12 +14,24 @@
  * Python: see ugreen_python.c (GIL held across a switch, per-core interpreter
  * state), set up once per worker by the post_fork hook. uwsgi.suspend() from
  * anywhere but a core's green thread (an app thread, or main) switches nothing
- * and raises an exception in the caller. A stack overflow in a core is reported by libugreen's SIGSEGV handler,
- * which names the core, then chains to uWSGI's own handler.
+ * and raises an exception in the caller. A stack overflow in a core is reported
+ * by libugreen's SIGSEGV handler, which names the core, then chains to uWSGI's
+ * own handler.
+ *
+ * Installed wrong, the plugin says so at start-up instead of failing later (see
+ * ug_on_load): loaded as a shared object into another uWSGI
+ * version (or build) than the one it was built with, loaded after another plugin
+ * named "ugreen" (uWSGI then drops it silently, and --ugreen runs the other one),
+ * or enabled while another engine took over uWSGI's switch hooks (ug_init,
+ * ug_check_in_use).
  */
 
 #include <uwsgi.h>
 #include <ugreen.h>
+#include <time.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 
 #include "ugreen_python.h"
@@ -32,7 +44,14 @@ struct ug_core {
 	ugreen_context ctx;
 	ugreen_stack *stack;
 	int id;
+	int busy;     /* a request runs (or is suspended) on the core */
+	int finished; /* set by the core's body when its request is over */
+	int dirty;    /* touched its stack since its memory was last given back */
+	unsigned epoch; /* the sweep interval in which it was last released */
 };
+
+/* At most one sweep of idle cores' memory per this many seconds. */
+#define UG_SWEEP_INTERVAL 1
 
 static struct {
 	int enabled;
@@ -48,6 +67,12 @@ static struct {
 	/* the python request plugin, when the per-core Python state replaces its
 	   suspend/resume hooks (see ugreen_python.c) */
 	struct uwsgi_plugin *python_hooks_replaced;
+	int busy;             /* cores with a request */
+	int idle_dirty;       /* idle cores holding memory from an earlier request */
+	int cold;             /* idle cores holding memory, not released in this interval */
+	unsigned epoch;       /* the current sweep interval (see ug_request_over) */
+	time_t last_sweep;    /* when it began */
+	int sweep_off;        /* the system refused: no more sweeps */
 } ug;
 
 /* The request plugin's suspend/resume hooks to call around a switch, or NULL
@@ -73,6 +98,84 @@ static void ug_core_body(void *arg) {
 	ugreen_py_request_begin(core->id, (void *) (top - ug.stack_bytes), ug.stack_bytes);
 	async_schedule_to_req_green();
 	ugreen_py_request_end(core->id);
+	core->finished = 1;
+}
+
+/*
+ * Memory after a burst. A core touches its stack (a few pages for a typical
+ * request, up to the whole stack for a deep one) and, under CPython, its
+ * data-stack chunk; both stay resident when the request is over, so after a
+ * burst that used every core the worker would keep that memory for good.
+ * Idle cores give it back ("release": their stack pages, one madvise each,
+ * and their Python data-stack chunk), then the C heap's free pages that the
+ * requests left are returned too (malloc_trim, glibc). When, at the end of a
+ * request:
+ *   - more cores are idle holding memory than busy, and UG_SWEEP_INTERVAL
+ *     seconds passed since the last such sweep: every idle core is released
+ *     and a new interval begins;
+ *   - otherwise, cores not yet released in this interval ("cold") are idle
+ *     holding memory, and either no core is busy or at least UG_COLD_BATCH of
+ *     them outnumber the busy ones: those are released.
+ * So a core is released at most twice per interval, and a steady load pays
+ * about one madvise and a few page faults per core it keeps using per
+ * interval; a burst's cores are released when it ends. Nothing happens on a
+ * switch.
+ */
+#define UG_COLD_BATCH 64
+
+static int ug_release(struct ug_core *core) {
+	ugreen_result r = ugreen_stack_release_pages(core->stack, 0);
+	if (r != UGREEN_RESULT_OK) {
+		/* e.g. pages locked by mlockall: keep them, stop trying */
+		uwsgi_log("[ugreen] core %d: unable to give its idle stack pages back (%s); idle cores keep their memory from now on\n",
+			core->id, ugreen_result_str(r));
+		ug.sweep_off = 1;
+		return -1;
+	}
+	ugreen_py_core_idle_release(core->id);
+	core->dirty = 0;
+	core->epoch = ug.epoch;
+	return 0;
+}
+
+/* Releases the idle cores holding memory: all of them, or the cold ones only. */
+static void ug_sweep(int cold_only) {
+	int i;
+	for (i = 0; i < ug.ncores && !ug.sweep_off; i++) {
+		struct ug_core *core = &ug.cores[i];
+		if (core->busy || !core->dirty || (cold_only && core->epoch == ug.epoch))
+			continue;
+		if (ug_release(core))
+			return;
+		ug.idle_dirty--;
+	}
+	ug.cold = 0;
+#ifdef __GLIBC__
+	if (!ug.busy || !cold_only)
+		malloc_trim(0);
+#endif
+}
+
+/* In main, after the request on `core` ended. */
+static void ug_request_over(struct ug_core *core) {
+	core->finished = 0;
+	core->busy = 0;
+	ug.busy--;
+	ug.idle_dirty++;
+	if (core->epoch != ug.epoch)
+		ug.cold++;
+	if (ug.sweep_off || ug.idle_dirty <= ug.busy)
+		return;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	if (now.tv_sec - ug.last_sweep >= UG_SWEEP_INTERVAL) {
+		ug.epoch++;
+		ug.last_sweep = now.tv_sec;
+		ug_sweep(0);
+	}
+	else if (ug.cold && (!ug.busy || (ug.cold >= UG_COLD_BATCH && ug.cold > ug.busy))) {
+		ug_sweep(1);
+	}
 }
 
 static void ug_fatal(const char *what, ugreen_result r) {
@@ -94,6 +197,14 @@ static void ug_schedule_to_req(void) {
 			ug_fatal("unable to prepare the green thread", r);
 		}
 		wsgi_req->suspended = 1;
+		if (core->dirty) {
+			ug.idle_dirty--;
+			if (core->epoch != ug.epoch)
+				ug.cold--;
+		}
+		core->dirty = 1;
+		core->busy = 1;
+		ug.busy++;
 	}
 
 	if (rp && rp->suspend)
@@ -107,6 +218,8 @@ static void ug_schedule_to_req(void) {
 	ugreen_py_after_switch(UGREEN_PY_TO_MAIN, core->id);
 	if (rp && rp->resume)
 		rp->resume(NULL);
+	if (core->finished)
+		ug_request_over(core);
 }
 
 /* uwsgi.suspend() where no core can switch */
@@ -143,6 +256,168 @@ static void ug_schedule_to_main(struct wsgi_request *wsgi_req) {
 	uwsgi.wsgi_req = wsgi_req;
 }
 
+/* uWSGI build options that change the layout of its structures */
+static const char *const ug_layout_options[] = {
+	"UWSGI_SSL", "UWSGI_PCRE", "UWSGI_PCRE2", "UWSGI_ROUTING", "UWSGI_CAP", "UWSGI_ZLIB",
+	"UWSGI_YAML", "UWSGI_XML", "UWSGI_UUID", "UWSGI_JSON", "UWSGI_ZEROMQ", NULL
+};
+
+static int ug_built_with(const char *option) {
+	static const char *const built[] = {
+#ifdef UWSGI_SSL
+		"UWSGI_SSL",
+#endif
+#ifdef UWSGI_PCRE
+		"UWSGI_PCRE",
+#endif
+#ifdef UWSGI_PCRE2
+		"UWSGI_PCRE2",
+#endif
+#ifdef UWSGI_ROUTING
+		"UWSGI_ROUTING",
+#endif
+#ifdef UWSGI_CAP
+		"UWSGI_CAP",
+#endif
+#ifdef UWSGI_ZLIB
+		"UWSGI_ZLIB",
+#endif
+#ifdef UWSGI_YAML
+		"UWSGI_YAML",
+#endif
+#ifdef UWSGI_XML
+		"UWSGI_XML",
+#endif
+#ifdef UWSGI_UUID
+		"UWSGI_UUID",
+#endif
+#ifdef UWSGI_JSON
+		"UWSGI_JSON",
+#endif
+#ifdef UWSGI_ZEROMQ
+		"UWSGI_ZEROMQ",
+#endif
+		NULL
+	};
+	int i;
+	for (i = 0; built[i]; i++)
+		if (!strcmp(built[i], option))
+			return 1;
+	return 0;
+}
+
+/* whether the -D flags of CFLAGS define OPTION (as a whole word) */
+static int ug_cflags_define(const char *cflags, const char *option) {
+	size_t n = strlen(option);
+	const char *p = cflags;
+	while ((p = strstr(p, "-D")) != NULL) {
+		p += 2;
+		if (!strncmp(p, option, n) && (p[n] == 0 || p[n] == ' ' || p[n] == '='))
+			return 1;
+	}
+	return 0;
+}
+
+/* the value of -DUWSGI_VERSION="\"...\"" in CFLAGS, or NULL */
+static char *ug_cflags_version(const char *cflags) {
+	static const char key[] = "-DUWSGI_VERSION=\"\\\"";
+	const char *p = strstr(cflags, key);
+	if (!p)
+		return NULL;
+	p += sizeof(key) - 1;
+	const char *end = strstr(p, "\\\"");
+	if (!end)
+		return NULL;
+	return uwsgi_concat2n((char *) p, (int) (end - p), "", 0);
+}
+
+#pragma weak uwsgi_get_cflags
+
+/* stops start-up: "[ugreen] PATH: WHY; FIX" */
+static void ug_load_error(const char *path, const char *why, const char *fix) {
+	uwsgi_log("[ugreen] %s: %s; %s\n", path, why, fix);
+	exit(1);
+}
+
+/*
+ * Runs when the plugin is loaded as a shared object (--plugin PATH), before uWSGI
+ * registers it, so it relies on nothing but functions of the running uWSGI: its
+ * structures may have another layout than the one this file was compiled with.
+ */
+__attribute__((constructor)) static void ug_on_load(void) {
+	Dl_info self, core, other;
+	char why[512];
+	if (!dladdr((void *) ug_on_load, &self) || !dladdr((void *) &uwsgi, &core) || self.dli_fbase == core.dli_fbase)
+		return; /* embedded in the uwsgi binary: built with it */
+	const char *path = self.dli_fname ? self.dli_fname : "ugreen_plugin.so";
+	static const char rebuild[] = "rebuild the plugin with the uwsgi binary that loads it: `uwsgi --build-plugin <the plugin's source directory>` (see uwsgi/README.md of ugreen)";
+#ifdef UWSGI_VERSION
+	const char *built = UWSGI_VERSION;
+#else
+	const char *built = "(unknown)";
+#endif
+
+	if (!uwsgi_get_cflags)
+		ug_load_error(path, "this uWSGI does not report its version, so the plugin cannot check that it was built for it", rebuild);
+	char *cflags = uwsgi_get_cflags();
+	char *running = ug_cflags_version(cflags);
+	if (!running || strcmp(running, built)) {
+		snprintf(why, sizeof(why), "built for uWSGI %s but loaded into uWSGI %s, whose structures differ",
+			built, running ? running : "(unknown version)");
+		ug_load_error(path, why, rebuild);
+	}
+	int i;
+	for (i = 0; ug_layout_options[i]; i++) {
+		const char *opt = ug_layout_options[i];
+		if (ug_built_with(opt) != ug_cflags_define(cflags, opt)) {
+			snprintf(why, sizeof(why), "built for a uWSGI %s %s %s, this one is built %s it, and its structures differ",
+				built, ug_built_with(opt) ? "with" : "without", opt, ug_built_with(opt) ? "without" : "with");
+			ug_load_error(path, why, rebuild);
+		}
+	}
+	free(running);
+	free(cflags);
+
+	/* uWSGI silently drops a plugin whose name is already registered */
+	if (uwsgi_plugin_get("ugreen")) {
+		void *sym = dlsym(RTLD_DEFAULT, "ugreen_plugin");
+		int found = sym && dladdr(sym, &other);
+		if (found && other.dli_fbase == core.dli_fbase) {
+			snprintf(why, sizeof(why), "this uwsgi binary (%s) has a ugreen plugin built in (`pip install uwsgi` builds in uWSGI's own), so uWSGI would ignore this plugin and --ugreen would run the built-in one",
+				core.dli_fname ? core.dli_fname : "uwsgi");
+			ug_load_error(path, why, "use a uwsgi built without it: `uwsgi/pip-install.sh VENV` for a virtualenv, or uwsgi/build.sh (see uwsgi/README.md of ugreen)");
+		}
+		snprintf(why, sizeof(why), "another plugin named ugreen is already loaded (%s), so uWSGI would ignore this plugin and --ugreen would run the other one",
+			found && other.dli_fname ? other.dli_fname : "uWSGI's own ugreen");
+		ug_load_error(path, why, "load only this one: remove `ugreen` from --plugin / plugins = (Debian ships uWSGI's own as /usr/lib/uwsgi/plugins/ugreen_plugin.so), or give this plugin's path before it");
+	}
+}
+
+/* Stops start-up when --ugreen is set but another engine's hook HOOK is installed. */
+static void ug_check_engine(void *hook) {
+	Dl_info other;
+	const char *who = "another plugin";
+	if (!hook)
+		return;
+	if (dladdr(hook, &other) && other.dli_fname)
+		who = other.dli_fname;
+	uwsgi_log("[ugreen] --ugreen is set but another async engine (from %s) installed its switch hooks, so uGreen would not be the engine in use: enable one engine only (remove --ugreen or the other engine's option)\n", who);
+	exit(1);
+}
+
+/* After the apps are loaded (other engines install their hooks in init or
+   init_apps): in the master, or in each worker with --lazy-apps, right before
+   its request loop (hijack_worker only checks, the worker then runs its loop as
+   usual). The engine in use must be this one. */
+static void ug_check_in_use(void) {
+	if (!ug.enabled)
+		return;
+	if (uwsgi.schedule_to_req != ug_schedule_to_req)
+		ug_check_engine((void *) uwsgi.schedule_to_req);
+	if (uwsgi.schedule_to_main != ug_schedule_to_main)
+		ug_check_engine((void *) uwsgi.schedule_to_main);
+}
+
 static int ug_init(void) {
 	int i;
 	ugreen_result r;
@@ -158,6 +433,9 @@ static int ug_init(void) {
 		uwsgi_log("[ugreen] --ugreen cannot be combined with --threads %d: green threads run on the worker's main thread only\n", uwsgi.threads);
 		exit(1);
 	}
+	/* an engine whose init ran before this one */
+	if (uwsgi.schedule_to_req)
+		ug_check_engine((void *) uwsgi.schedule_to_req);
 	if (ug.stack_pages < 0) {
 		uwsgi_log("[ugreen] invalid --ugreen-stacksize %d (pages)\n", ug.stack_pages);
 		exit(1);
@@ -166,6 +444,7 @@ static int ug_init(void) {
 	size_t pages = ug.stack_pages > 0 ? (size_t) ug.stack_pages : ((size_t) UGREEN_DEFAULT_STACK_BYTES + (size_t) uwsgi.page_size - 1) / (size_t) uwsgi.page_size;
 
 	ug.ncores = uwsgi.async;
+	ug.epoch = 1; /* cores start out never released: cold */
 	ug.cores = uwsgi_calloc(sizeof(struct ug_core) * ug.ncores);
 	for (i = 0; i < ug.ncores; i++) {
 		char label[64];
@@ -210,7 +489,7 @@ static void ug_post_fork(void) {
 	if (!ug.enabled)
 		return;
 	ug.worker_thread = pthread_self();
-	ugreen_py_worker_init(ug.ncores);
+	ugreen_py_worker_init(ug.ncores, uwsgi.has_threads);
 	/* the per-core Python state replaces the python plugin's suspend/resume hooks */
 	ug.python_hooks_replaced = ugreen_py_owns_frames() ? uwsgi_plugin_get("python") : NULL;
 }
@@ -219,5 +498,7 @@ struct uwsgi_plugin ugreen_plugin = {
 	.name = "ugreen",
 	.init = ug_init,
 	.post_fork = ug_post_fork,
+	.postinit_apps = ug_check_in_use,
+	.hijack_worker = ug_check_in_use,
 	.options = ugreen_options,
 };

@@ -8,7 +8,9 @@
  *    holds the GIL; the next core to enter Python would block on it forever. A
  *    core therefore holds the GIL across the switch and releases it for the code
  *    between switches (main takes it before switching to a core, and releases it
- *    once a core has switched back).
+ *    once a core has switched back). uWSGI before 2.0.27 without --enable-threads
+ *    is different: its python plugin never releases or takes the GIL (the
+ *    worker's thread holds it all the time), so neither does this code.
  *
  * 2. Thread-state fields that CPython treats as a strict stack but that green
  *    threads would interleave. Each core keeps its own copy, grouped by what they
@@ -327,6 +329,7 @@ struct ug_pycore {
 
 static struct {
 	int on;
+	int gil_fixed;            /* the worker's thread holds the GIL all the time */
 	int main_took;            /* main took the GIL for a switch and must release it */
 	PyThreadState *main_ts;   /* the worker's main-interpreter thread state */
 	int ncores;
@@ -359,7 +362,7 @@ static inline int ug_gil_take(struct ug_pycore *c, int core) {
 	return 1;
 }
 
-void ugreen_py_worker_init(int ncores) {
+void ugreen_py_worker_init(int ncores, int has_threads) {
 	if (ugpy.on || !Py_IsInitialized || !Py_IsInitialized())
 		return;
 
@@ -383,6 +386,7 @@ void ugreen_py_worker_init(int ncores) {
 		exit(1);
 	}
 	PyObject_GetArenaAllocator(&ugpy.arena);
+	ugpy.gil_fixed = !has_threads;
 	ugpy.on = 1;
 }
 
@@ -435,9 +439,10 @@ void ugreen_py_request_begin(int core, void *stack_lo, size_t stack_size) {
 	ug_py_cstack_enter_core(ts, &c->cstack);
 	c->active = 1;
 
-	/* the request handler takes the GIL itself */
+	/* the request handler takes the GIL itself (unless it is held all the time) */
 	ugpy.main_took = 0;
-	PyEval_SaveThread();
+	if (!ugpy.gil_fixed)
+		PyEval_SaveThread();
 }
 
 void ugreen_py_request_end(int core) {
@@ -509,7 +514,8 @@ void ugreen_py_after_switch(enum ugreen_py_dir dir, int core) {
 		if (!ugpy.main_took)
 			return;
 		ugpy.main_took = 0;
-		PyEval_SaveThread();
+		if (!ugpy.gil_fixed)
+			PyEval_SaveThread();
 		return;
 	}
 	/* on the core: swap main's state for the core's; give the GIL back unless the
@@ -528,6 +534,18 @@ void ugreen_py_after_switch(enum ugreen_py_dir dir, int core) {
 		PyEval_SaveThread();
 }
 
+void ugreen_py_core_idle_release(int core) {
+	if (!ugpy.on)
+		return;
+	struct ug_pycore *c = &ugpy.cores[core];
+	if (c->active || !c->root)
+		return;
+	/* the chunk holds no live frame between requests */
+	if (ugpy.arena.free)
+		ugpy.arena.free(ugpy.arena.ctx, c->root, c->root->size);
+	c->root = NULL;
+}
+
 #else /* !UGREEN_WITH_PYTHON */
 
 #include <dlfcn.h>
@@ -537,8 +555,9 @@ void ugreen_py_after_switch(enum ugreen_py_dir dir, int core) {
 
 void uwsgi_log(const char *, ...);
 
-void ugreen_py_worker_init(int ncores) {
+void ugreen_py_worker_init(int ncores, int has_threads) {
 	(void) ncores;
+	(void) has_threads;
 	int (*initialized)(void) = (int (*)(void)) dlsym(RTLD_DEFAULT, "Py_IsInitialized");
 	if (initialized && initialized()) {
 		uwsgi_log("[ugreen] this plugin was built without Python support but the process runs CPython: Python green threads would deadlock on the GIL; rebuild the plugin with the Python headers available\n");
@@ -552,5 +571,6 @@ void ugreen_py_before_switch(enum ugreen_py_dir dir, int core) { (void) dir; (vo
 void ugreen_py_after_switch(enum ugreen_py_dir dir, int core) { (void) dir; (void) core; }
 void ugreen_py_request_begin(int core, void *stack_lo, size_t stack_size) { (void) core; (void) stack_lo; (void) stack_size; }
 void ugreen_py_request_end(int core) { (void) core; }
+void ugreen_py_core_idle_release(int core) { (void) core; }
 
 #endif

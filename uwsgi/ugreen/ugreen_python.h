@@ -17,8 +17,10 @@ enum ugreen_py_dir {
 
 /* Called once per worker (the plugin's post_fork hook), before its first switch:
    detects CPython and checks that it is the version this plugin was compiled for
-   (stops the worker otherwise). */
-UGREEN_PY_HIDDEN void ugreen_py_worker_init(int ncores);
+   (stops the worker otherwise). has_threads is uwsgi.has_threads: when 0 (uWSGI
+   < 2.0.27 without --enable-threads) the python plugin never releases the GIL,
+   and neither do these hooks. */
+UGREEN_PY_HIDDEN void ugreen_py_worker_init(int ncores, int has_threads);
 
 /* Whether the per-core state includes the frame pointer and recursion counters,
    so the python plugin's own suspend/resume hooks (which save and restore exactly
@@ -50,5 +52,9 @@ UGREEN_PY_HIDDEN void ugreen_py_request_end(int core);
    raises `message` as a RuntimeError in the calling Python thread; returns 0 when
    no Python exception could be set (no CPython in the process). */
 UGREEN_PY_HIDDEN int ugreen_py_raise_in_caller(const char *message);
+
+/* Gives back the Python memory an idle core keeps between requests (its root
+   data-stack chunk); CPython allocates a new one at the core's next frame. */
+UGREEN_PY_HIDDEN void ugreen_py_core_idle_release(int core);
 
 #endif

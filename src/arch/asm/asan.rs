@@ -27,6 +27,7 @@
 //! Only meaningful in a build with `-Zsanitizer=address` (the annotations are
 //! symbols of the ASan runtime).
 
+use super::CoContext;
 use crate::context::{EntryFn, RawContext};
 use core::cell::Cell;
 use core::ffi::c_void;
@@ -221,4 +222,74 @@ unsafe extern "C" fn entry_shim(arg: *mut c_void, transfer: usize) {
     let Start { entry, arg } = unsafe { arg.cast::<Start>().read() };
     // SAFETY: the contract of RawContext::make.
     unsafe { entry(arg, transfer) };
+}
+
+// ------------------------------------------------- the coroutine switch
+//
+// The same annotations for the coroutine switch, whose bounds live in the
+// coroutine's link (`CoContext`): those of its own stack, and those of the
+// stack its resumer was running on when it resumed the coroutine.
+
+/// The annotated coroutine switch: `switch` performs the switch itself.
+///
+/// # Safety
+/// `switch` switches from the side `save` describes to the one `load`
+/// describes, and returns when something switches back.
+#[inline(always)]
+pub(super) unsafe fn around_switch<R>(
+    save: &Cell<Bounds>,
+    load: &Cell<Bounds>,
+    switch: impl FnOnce() -> R,
+) -> R {
+    save.set(CURRENT.with(Cell::get));
+    let (bottom, size) = enter_bounds(load.get());
+    let mut fake_stack: *mut c_void = ptr::null_mut();
+    // SAFETY: the bounds are those of the stack `load` runs on;
+    // `fake_stack` lives in this frame until the switch back.
+    unsafe { start_switch_fiber(&mut fake_stack, bottom, size) };
+    let r = switch();
+    finish(fake_stack);
+    r
+}
+
+/// Records the bounds of a new coroutine's stack in its context and
+/// unpoisons what a previous context on it may have left poisoned.
+///
+/// # Safety
+/// `[bottom, top)` is the new context's stack, owned by it.
+pub(super) unsafe fn co_prepare(link: *mut CoContext, bottom: *mut u8, top: *mut u8) {
+    let size = top as usize - bottom as usize;
+    // SAFETY: the caller's contract.
+    unsafe {
+        unpoison(bottom.cast(), size);
+        (*link).co_bounds.set((bottom as usize, size));
+    }
+}
+
+/// The first thing a new coroutine runs.
+pub(super) fn first_entry() {
+    finish(ptr::null_mut());
+}
+
+/// As `asan_exit`, for a coroutine whose entry function returned.
+///
+/// cbindgen:ignore
+#[export_name = "ugreen_internal_coroutine_asan_exit"]
+extern "C" fn coroutine_asan_exit(link: *const CoContext) -> ExitBounds {
+    // SAFETY: the trampoline passes the coroutine's live link.
+    let (bottom, size) = enter_bounds(unsafe { (*link).bounds.get() });
+    ExitBounds { bottom, size }
+}
+
+/// Records that the stack with `bounds` ((0, 0): the thread's own) runs
+/// next; returns its bounds.
+fn enter_bounds(bounds: Bounds) -> Bounds {
+    let target = if bounds.0 == 0 {
+        THREAD_STACK.with(Cell::get)
+    } else {
+        bounds
+    };
+    LEFT.with(|l| l.set(CURRENT.with(Cell::get)));
+    CURRENT.with(|c| c.set(target));
+    target
 }
