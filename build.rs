@@ -101,7 +101,7 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     // `ugreen_bti`: the Rust code is built with BTI landing pads
     // (`-Zbranch-protection=bti`), so the coroutine switch's indirect-call
-    // targets need one too (src/arch/aarch64.rs); without BTI the pad would
+    // targets need one too (src/arch/asm/aarch64.rs); without BTI the pad would
     // be one more instruction per switch for nothing.
     println!("cargo:rustc-check-cfg=cfg(ugreen_bti)");
     let rustflags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
@@ -155,9 +155,10 @@ fn main() {
     let mut build = cc::Build::new();
     build.file(src).include("asm");
     if env::var_os("CARGO_FEATURE_ASAN").is_some() {
-        // The C export `ugreen_context_swap` is then a Rust wrapper that
-        // annotates the switch for AddressSanitizer (src/ffi/mod.rs).
-        build.define("UGREEN_NO_C_SWAP", None);
+        // Built for AddressSanitizer: the C export `ugreen_context_swap` is
+        // then a Rust wrapper that annotates the switch (src/ffi/mod.rs), and
+        // the trampoline announces a finished context's last switch.
+        build.define("UGREEN_ASAN", None);
     }
     build.compile("ugreen_asm");
 }

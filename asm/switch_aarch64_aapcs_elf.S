@@ -4,7 +4,7 @@
  * A suspended context is one pointer: the stack pointer of the frame below,
  * stored in the first word of its `ugreen_context`. The frame lives on the
  * suspended context's own stack. Mirrored by `SwitchFrame` in
- * src/arch/aarch64.rs (offsets checked at compile time).
+ * src/arch/asm/aarch64.rs (offsets checked at compile time).
  *
  *   offset  slot
  *   ------  ---------------------------------------------------------------
@@ -43,10 +43,10 @@
  *           written only when it differs, the registers of `to` loaded, and a
  *           return to its x30 with x0 = transfer.
  */
-#ifndef UGREEN_NO_C_SWAP
+#ifndef UGREEN_ASAN
 FUNC_BEGIN(ugreen_context_swap)
 #else
-    /* build.rs defines UGREEN_NO_C_SWAP for the `asan` feature: the C
+    /* build.rs defines UGREEN_ASAN for the `asan` feature. The C
        symbol is then a Rust wrapper that annotates the switch for
        AddressSanitizer, and only the internal name is defined here. */
     .text
@@ -110,7 +110,7 @@ ugreen_internal_switch:
 .Lmisuse:
     b       ugreen_internal_swap_misuse
     .cfi_endproc
-#ifndef UGREEN_NO_C_SWAP
+#ifndef UGREEN_ASAN
 FUNC_END(ugreen_context_swap)
 #else
 FUNC_END(ugreen_internal_switch)
@@ -182,10 +182,10 @@ HIDDEN_BEGIN(ugreen_internal_trampoline)
     mov     x0, x20                 /* arg */
     blr     x19                     /* entry(arg, transfer) */
     str     xzr, [x22]              /* the stack is free again */
-#ifdef UGREEN_NO_C_SWAP
+#ifdef UGREEN_ASAN
     /* `asan` feature: this fiber ends. Announce the switch to `link` and
        release the fiber's fake stack; done here because no instrumented
-       frame may run once it is released (src/arch/asan.rs). */
+       frame may run once it is released (src/arch/asm/asan.rs). */
     mov     x0, x21
     bl      ugreen_internal_asan_exit       /* x0, x1 = link's stack bounds */
     mov     x2, x1                          /* size */

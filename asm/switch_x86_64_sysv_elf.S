@@ -4,7 +4,7 @@
  * A suspended context is one pointer: the stack pointer of the frame below,
  * stored in the first word of its `ugreen_context`. The frame lives on the
  * suspended context's own stack. Mirrored by `SwitchFrame` in
- * src/arch/x86_64.rs (offsets checked at compile time).
+ * src/arch/asm/x86_64.rs (offsets checked at compile time).
  *
  *   offset  slot
  *   ------  ---------------------------------------------------------------
@@ -49,10 +49,10 @@
  *           `to` popped, and a jmp (not ret) to its return address with
  *           rax = transfer.
  */
-#ifndef UGREEN_NO_C_SWAP
+#ifndef UGREEN_ASAN
 FUNC_BEGIN(ugreen_context_swap)
 #else
-    /* build.rs defines UGREEN_NO_C_SWAP for the `asan` feature: the C
+    /* build.rs defines UGREEN_ASAN for the `asan` feature. The C
        symbol is then a Rust wrapper that annotates the switch for
        AddressSanitizer, and only the internal name is defined here. */
     .text
@@ -131,7 +131,7 @@ ugreen_internal_switch:
 .Lmisuse:
     jmp     ugreen_internal_swap_misuse@PLT
     .cfi_endproc
-#ifndef UGREEN_NO_C_SWAP
+#ifndef UGREEN_ASAN
 FUNC_END(ugreen_context_swap)
 #else
 FUNC_END(ugreen_internal_switch)
@@ -199,10 +199,10 @@ HIDDEN_BEGIN(ugreen_internal_trampoline)
     mov     %rax, %rsi              /* transfer */
     call    *%rbx                   /* entry(arg, transfer) */
     movq    $0, (%r14)              /* the stack is free again */
-#ifdef UGREEN_NO_C_SWAP
+#ifdef UGREEN_ASAN
     /* `asan` feature: this fiber ends. Announce the switch to `link` and
        release the fiber's fake stack; done here because no instrumented
-       frame may run once it is released (src/arch/asan.rs). */
+       frame may run once it is released (src/arch/asm/asan.rs). */
     mov     %r13, %rdi
     call    ugreen_internal_asan_exit       /* rax, rdx = link's stack bounds */
     xor     %edi, %edi                      /* fake_stack_save = NULL */

@@ -1,5 +1,9 @@
 //! Criterion benches of the switch and of context creation, ugreen against
-//! glibc swapcontext. Every stack is allocated before the timed loop.
+//! glibc swapcontext, and ugreen's `Coroutine` against corosensei 0.3 (group
+//! `rust_coroutines`: the two libraries' benches of each operation run one
+//! after the other in this process; the latency example interleaves them
+//! batch by batch and prints paired ratios). Every stack is allocated
+//! before the timed loop.
 //!
 //! ```text
 //! cargo bench --bench switch [-- FILTER]
@@ -18,12 +22,8 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use ugreen::ffi::ugreen_context_swap;
 use ugreen::{Coroutine, CoroutineResult, RawContext, Stack};
-
-extern "C" {
-    /// The switch through its exported C symbol, as C calls it.
-    fn ugreen_context_swap(from: *mut RawContext, to: *mut RawContext);
-}
 
 const STACK_PAGES: usize = 16;
 
@@ -237,6 +237,99 @@ fn create(c: &mut Criterion) {
     g.finish();
 }
 
+// ------------------------------------------------------ against corosensei
+
+#[inline(never)]
+fn ugreen_resume_depth1(co: &mut Coroutine<'static, (), (), ()>) -> CoroutineResult<(), ()> {
+    let r = co.resume(());
+    no_tail_call();
+    r
+}
+
+#[inline(never)]
+fn ugreen_suspend_depth1(y: &ugreen::Yielder<(), ()>) {
+    y.suspend(());
+    no_tail_call();
+}
+
+#[inline(never)]
+fn cs_resume_depth1(
+    co: &mut corosensei::Coroutine<(), (), ()>,
+) -> corosensei::CoroutineResult<(), ()> {
+    let r = co.resume(());
+    no_tail_call();
+    r
+}
+
+#[inline(never)]
+fn cs_suspend_depth1(y: &corosensei::Yielder<(), ()>) {
+    y.suspend(());
+    no_tail_call();
+}
+
+/// Keeps the preceding call from becoming a tail call.
+#[inline(always)]
+fn no_tail_call() {
+    // SAFETY: an empty assembly statement.
+    unsafe { core::arch::asm!("", options(nomem, nostack, preserves_flags)) };
+}
+
+fn rust_coroutines(c: &mut Criterion) {
+    let mut g = c.benchmark_group("rust_coroutines");
+    let cs_stack =
+        || corosensei::stack::DefaultStack::new(STACK_PAGES * ugreen::page_size()).expect("stack");
+
+    let mut ug0: Coroutine<(), (), ()> =
+        Coroutine::new(Stack::new(STACK_PAGES).expect("stack"), |y, ()| loop {
+            y.suspend(());
+        });
+    let mut cs0: corosensei::Coroutine<(), (), ()> =
+        corosensei::Coroutine::with_stack(cs_stack(), |y, ()| loop {
+            y.suspend(());
+        });
+    g.bench_function("depth0/ugreen", |b| b.iter(|| black_box(ug0.resume(()))));
+    g.bench_function("depth0/corosensei", |b| {
+        b.iter(|| black_box(cs0.resume(())))
+    });
+
+    let mut ug1: Coroutine<(), (), ()> =
+        Coroutine::new(Stack::new(STACK_PAGES).expect("stack"), |y, ()| loop {
+            ugreen_suspend_depth1(y);
+        });
+    let mut cs1: corosensei::Coroutine<(), (), ()> =
+        corosensei::Coroutine::with_stack(cs_stack(), |y, ()| loop {
+            cs_suspend_depth1(y);
+        });
+    g.bench_function("depth1/ugreen", |b| {
+        b.iter(|| black_box(ugreen_resume_depth1(&mut ug1)))
+    });
+    g.bench_function("depth1/corosensei", |b| {
+        b.iter(|| black_box(cs_resume_depth1(&mut cs1)))
+    });
+
+    let mut ug_stack = Stack::new(STACK_PAGES).expect("stack");
+    g.bench_function("create/ugreen", |b| {
+        b.iter(|| {
+            let mut co: Coroutine<u32, (), u32> =
+                Coroutine::on_stack(&mut ug_stack, |_, x: u32| x + 1);
+            co.resume(black_box(1))
+        })
+    });
+    let mut cs_reused = Some(cs_stack());
+    g.bench_function("create/corosensei", |b| {
+        b.iter(|| {
+            let mut co: corosensei::Coroutine<u32, (), u32> =
+                corosensei::Coroutine::with_stack(cs_reused.take().expect("stack"), |_, x: u32| {
+                    x + 1
+                });
+            let r = co.resume(black_box(1));
+            cs_reused = Some(co.into_stack());
+            r
+        })
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -247,6 +340,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = raw, coroutine, swapcontext, create
+    targets = raw, coroutine, swapcontext, create, rust_coroutines
 }
 criterion_main!(benches);

@@ -24,8 +24,8 @@
 //!   `Coroutine::on_stack` + `resume`) against `getcontext` + `makecontext` +
 //!   `swapcontext` (returning through `uc_link`).
 //!
-//! Then, when a C compiler, `include/ugreen.h` and `libugreen.a` are at hand
-//! and the program runs natively, it builds and runs `examples/c/latency.c`:
+//! Then, when the program runs natively, it runs scripts/c-latency.sh, which
+//! builds and runs `examples/c/latency.c`:
 //! the same ping-pong with `ugreen_context_swap` called from C through the
 //! header, against `swapcontext` in that process.
 
@@ -36,20 +36,14 @@
 use std::ffi::c_void;
 use std::hint::black_box;
 use std::mem::MaybeUninit;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::ptr::{self, addr_of_mut};
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::Instant;
 
+use ugreen::ffi::ugreen_context_swap;
 use ugreen::{Coroutine, CoroutineResult, RawContext, Stack};
-
-extern "C" {
-    /// The switch through its exported C symbol, as C calls it: the
-    /// assembly routine itself (with the `ucontext` or `asan` feature, the
-    /// library's wrapper exported under the same name).
-    fn ugreen_context_swap(from: *mut RawContext, to: *mut RawContext);
-}
 
 /// Usable pages of every stack used here.
 const STACK_PAGES: usize = 16;
@@ -581,116 +575,42 @@ fn glibc_version() -> String {
         .into_owned()
 }
 
-/// Whether the program runs under user-mode emulation (qemu-user): the
-/// kernel's /proc/cpuinfo then describes a CPU of another architecture.
-/// `UGREEN_EMULATED=0/1` overrides the guess.
+/// Whether the program runs under user-mode emulation (qemu-user), found
+/// as tests/common finds it: qemu emulates `uname`, but
+/// /proc/sys/kernel/arch shows the real host. `UGREEN_EMULATED=0/1`
+/// overrides it.
 fn emulated() -> bool {
     if let Ok(v) = std::env::var("UGREEN_EMULATED") {
         return v == "1";
     }
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let x86_cpu = info.contains("vendor_id")
-        || info.contains("GenuineIntel")
-        || info.contains("AuthenticAMD");
-    let x86_build = cfg!(any(target_arch = "x86_64", target_arch = "x86"));
-    x86_cpu != x86_build
+    std::fs::read_to_string("/proc/sys/kernel/arch")
+        .is_ok_and(|host| host.trim() != std::env::consts::ARCH)
 }
 
 // --------------------------------------------------------------------- C
 
-/// `libugreen.a` built with this program's features and profile: runs
-/// `cargo build --lib` into the same target directory (a no-op but for
-/// copying the archive to `<profile>/libugreen.a` when the library is
-/// already built, as it is for this example).
-fn static_lib(profile_dir: &Path) -> Option<PathBuf> {
-    let target_dir = profile_dir.parent()?;
-    let profile = profile_dir.file_name()?.to_str()?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "--lib", "--manifest-path"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(target_dir);
-    match profile {
-        "debug" => {}
-        "release" => {
-            cmd.arg("--release");
-        }
-        other => {
-            cmd.args(["--profile", other]);
-        }
-    }
-    let mut features = Vec::new();
-    if cfg!(feature = "ucontext") {
-        features.push("ucontext");
-    }
-    if cfg!(feature = "asan") {
-        features.push("asan");
-    }
-    if !features.is_empty() {
-        cmd.arg("--features").arg(features.join(","));
-    }
-    match cmd.status() {
-        Ok(s) if s.success() => Some(profile_dir.join("libugreen.a")),
-        _ => None,
-    }
-}
-
-/// Builds and runs examples/c/latency.c when everything it needs is there.
+/// Runs scripts/c-latency.sh, the one place that builds and runs
+/// examples/c/latency.c (the same ping-pong called from C through
+/// `ugreen.h`), into this program's target directory.
 fn run_c_program(batches: usize) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let header = root.join("include/ugreen.h");
-    let source = root.join("examples/c/latency.c");
-    // target/<profile>/examples/latency -> target/<profile>/libugreen.a
-    let exe = std::env::current_exe().unwrap_or_default();
-    let profile_dir: Option<PathBuf> = exe.parent().and_then(Path::parent).map(Path::to_path_buf);
-    let Some(profile_dir) = profile_dir else {
-        return;
-    };
     println!();
     if emulated() || !cfg!(target_os = "linux") {
         println!("C caller: skipped under emulation; run scripts/c-latency.sh --target <triple>");
         return;
     }
-    let Some(lib) = static_lib(&profile_dir) else {
-        println!("C caller: skipped, `cargo build --lib` failed");
-        return;
-    };
-    for (what, path) in [("header", &header), ("library", &lib), ("source", &source)] {
-        if !path.exists() {
-            println!("C caller: skipped, no {what} at {}", path.display());
-            return;
-        }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // target/<profile>/examples/latency -> target
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut cmd = Command::new("bash");
+    cmd.arg(root.join("scripts/c-latency.sh"))
+        .arg(batches.to_string());
+    if let Some(target_dir) = exe.ancestors().nth(3) {
+        cmd.env("CARGO_TARGET_DIR", target_dir);
     }
-    let out = profile_dir.join("examples/latency_c");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let status = Command::new(&cc)
-        .args(["-O2", "-std=c11", "-Wall", "-Wextra"])
-        .arg("-I")
-        .arg(root.join("include"))
-        .arg(&source)
-        .arg(&lib)
-        // The archive's native libraries, as build.rs asked rustc.
-        .args(include_str!(concat!(env!("OUT_DIR"), "/native-static-libs")).split_whitespace())
-        .arg("-o")
-        .arg(&out)
-        .status();
-    match status {
+    match cmd.status() {
         Ok(s) if s.success() => {}
-        Ok(s) => {
-            println!("C caller: `{cc}` failed ({s}); skipped");
-            return;
-        }
-        Err(e) => {
-            println!("C caller: cannot run `{cc}` ({e}); skipped");
-            return;
-        }
-    }
-    println!("C caller ({}, built with `{cc} -O2`):", out.display());
-    match Command::new(&out).arg(batches.to_string()).status() {
-        Ok(s) if s.success() => {}
-        Ok(s) => println!("C caller exited with {s}"),
-        Err(e) => println!("C caller: cannot run ({e})"),
+        Ok(s) => println!("C caller: scripts/c-latency.sh exited with {s}"),
+        Err(e) => println!("C caller: cannot run scripts/c-latency.sh ({e})"),
     }
 }
 
@@ -893,23 +813,22 @@ fn main() {
     ratio1("ratio glibc / ugreen Coroutine", "mk_uc", "mk_co");
 
     println!();
-    println!("Rust coroutines, ns (same batches)                   ugreen median  corosensei median  ratio ugreen/corosensei: of medians  paired");
+    println!("Rust coroutines (same batches), ns     ugreen median   p10  corosensei median   p10  ugreen/corosensei: medians   p10  paired");
     let vs = |label: &str, ours: &str, theirs: &str| {
         println!(
-            "  {label:<50} {:>10.2} {:>18.2} {:>27.2}x {:>7.2}x",
+            "  {label:<38} {:>12.2} {:>6.2} {:>17.2} {:>6.2} {:>25.2}x {:>5.2}x {:>6.2}x",
             m(ours),
+            p10(ours),
             m(theirs),
+            p10(theirs),
             m(ours) / m(theirs),
+            p10(ours) / p10(theirs),
             paired(ours, theirs)
         );
     };
-    vs("one-way switch, resume/suspend, depth 0", "co0", "cs0");
-    vs("one-way switch, resume/suspend, depth 1", "co1", "cs1");
-    vs(
-        "create on a reused stack + resume to the end",
-        "mk_co",
-        "mk_cs",
-    );
+    vs("resume + suspend, one-way, depth 0", "co0", "cs0");
+    vs("resume + suspend, one-way, depth 1", "co1", "cs1");
+    vs("create (reused stack) + resume + return", "mk_co", "mk_cs");
 
     println!();
     println!("measured in {:.1} s", elapsed.as_secs_f64());

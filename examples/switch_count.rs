@@ -18,7 +18,9 @@
 //! * `create-ucontext`: `n` times `getcontext` + `makecontext` + `swapcontext`;
 //! * `corosensei`, `create-corosensei`: the `coroutine` and
 //!   `create-coroutine` cases with corosensei 0.3 (`with_stack` on a reused
-//!   stack, then `into_stack`).
+//!   stack, then `into_stack`);
+//! * `coroutine1`, `corosensei1`: the `coroutine` and `corosensei` cases at
+//!   depth 1 (each side calls one extra non-inlined function that switches).
 
 use std::ffi::c_void;
 use std::hint::black_box;
@@ -28,12 +30,7 @@ use std::ptr::{self, addr_of_mut};
 #[cfg(target_env = "gnu")]
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-extern "C" {
-    /// The switch through its exported C symbol, as C calls it: the
-    /// assembly routine itself (with the `ucontext` or `asan` feature, the
-    /// library's wrapper exported under the same name).
-    fn ugreen_context_swap(from: *mut RawContext, to: *mut RawContext);
-}
+use ugreen::ffi::ugreen_context_swap;
 use ugreen::{Coroutine, RawContext, Stack};
 
 const STACK_PAGES: usize = 16;
@@ -87,6 +84,61 @@ fn coroutine(n: u64) {
         });
     for _ in 0..n / 2 {
         black_box(co.resume(()));
+    }
+}
+
+/// Keeps the preceding call from becoming a tail call.
+#[inline(always)]
+fn no_tail_call() {
+    // SAFETY: an empty assembly statement.
+    unsafe { core::arch::asm!("", options(nomem, nostack, preserves_flags)) };
+}
+
+#[inline(never)]
+fn ugreen_suspend_depth1(y: &ugreen::Yielder<(), ()>) {
+    y.suspend(());
+    no_tail_call();
+}
+
+#[inline(never)]
+fn ugreen_resume_depth1(co: &mut Coroutine<'static, (), (), ()>) {
+    black_box(co.resume(()));
+    no_tail_call();
+}
+
+#[inline(never)]
+fn coroutine1(n: u64) {
+    let mut co: Coroutine<(), (), ()> =
+        Coroutine::new(Stack::new(STACK_PAGES).expect("stack"), |y, ()| loop {
+            ugreen_suspend_depth1(y);
+        });
+    for _ in 0..n / 2 {
+        ugreen_resume_depth1(&mut co);
+    }
+}
+
+#[inline(never)]
+fn cs_suspend_depth1(y: &corosensei::Yielder<(), ()>) {
+    y.suspend(());
+    no_tail_call();
+}
+
+#[inline(never)]
+fn cs_resume_depth1(co: &mut corosensei::Coroutine<(), (), ()>) {
+    black_box(co.resume(()));
+    no_tail_call();
+}
+
+#[inline(never)]
+fn corosensei1(n: u64) {
+    let stack =
+        corosensei::stack::DefaultStack::new(STACK_PAGES * ugreen::page_size()).expect("stack");
+    let mut co: corosensei::Coroutine<(), (), ()> =
+        corosensei::Coroutine::with_stack(stack, |y, ()| loop {
+            cs_suspend_depth1(y);
+        });
+    for _ in 0..n / 2 {
+        cs_resume_depth1(&mut co);
     }
 }
 
@@ -233,6 +285,8 @@ fn main() {
         #[cfg(target_env = "gnu")]
         "create-ucontext" => create_ucontext(n),
         "corosensei" => corosensei(n),
+        "coroutine1" => coroutine1(n),
+        "corosensei1" => corosensei1(n),
         "create-corosensei" => create_corosensei(n),
         #[cfg(not(target_env = "gnu"))]
         "swapcontext" | "create-ucontext" => {
@@ -241,7 +295,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: switch_count <asm|coroutine|swapcontext|create-raw|create-coroutine|create-ucontext|corosensei|create-corosensei> <n>"
+                "usage: switch_count <asm|coroutine|swapcontext|create-raw|create-coroutine|create-ucontext|corosensei|create-corosensei|coroutine1|corosensei1> <n>"
             );
             std::process::exit(2);
         }

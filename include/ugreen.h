@@ -75,13 +75,12 @@ typedef struct ugreen_context {
      */
     void *sp;
     /**
-     * The stack the context was made on (NULL for a thread's own stack).
+     * Used only by a library built for AddressSanitizer (the `asan`
+     * feature): the bounds (lowest address, size) of the stack the context
+     * runs on, which ASan must be told at every switch; {NULL, 0} for a
+     * thread's own stack. Zero them with the rest of the context.
      */
-    const void *stack;
-    /**
-     * Reserved: keeps the layout stable as the library grows.
-     */
-    void *reserved[2];
+    void *asan_stack[2];
 } ugreen_context;
 
 #ifdef __cplusplus

@@ -102,7 +102,7 @@ row() { # case description [source-file regex of the switch routine]
     }'
 }
 row asm "one-way switch, ugreen_context_swap (C symbol), depth 0" 'asm/switch_'
-row coroutine "one-way switch, Coroutine::resume / Yielder::suspend" 'asm/switch_'
+row coroutine "one-way switch, Coroutine::resume / Yielder::suspend (inline)"
 if [ -z "$target" ] || [ "${target%%-*}" = x86_64 ]; then
     row swapcontext "one-way switch, glibc swapcontext" 'swapcontext[.]S'
 else
@@ -113,6 +113,8 @@ row create-coroutine "creation: Coroutine::on_stack + resume to the end"
 row create-ucontext "creation: getcontext + makecontext + swapcontext"
 row corosensei "one-way switch, corosensei 0.3 resume / suspend"
 row create-corosensei "creation: corosensei 0.3 with_stack + resume + into_stack"
+row coroutine1 "one-way switch, Coroutine, depth 1"
+row corosensei1 "one-way switch, corosensei 0.3, depth 1"
 echo
 echo "instr/op: every user-space instruction per operation, the calling loop"
 echo "included (a system call counts as one). in routine: those executed in the"

@@ -30,9 +30,9 @@ ROOT="${SID_CHROOT:-$REPO/target/sid-chroot}"
 MIRROR="${SID_MIRROR:-http://deb.debian.org/debian}"
 
 # what uWSGI 2.0.31 and the ugreen plugin need to build for CPython 3.14 and 3.15,
-# and what the end-to-end tests need (PostgreSQL server, psycopg2, bottle)
+# and what the end-to-end tests need (PostgreSQL server, psycopg2, bottle, Django)
 BASE_PACKAGES="python3.14-dev python3.15-dev gcc make libpcre2-dev libssl-dev zlib1g-dev libcrypt-dev
- python3-psycopg2 python3-bottle postgresql"
+ python3-psycopg2 python3-bottle python3-django postgresql"
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 

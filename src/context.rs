@@ -29,10 +29,11 @@ pub type EntryFn = unsafe extern "C" fn(arg: *mut c_void, transfer: usize);
 pub struct RawContext {
     /// Saved stack pointer while suspended; NULL otherwise.
     pub(crate) sp: *mut c_void,
-    /// The stack the context was made on (NULL for a thread's own stack).
-    pub(crate) stack: *const c_void,
-    /// Reserved: keeps the layout stable as the library grows.
-    pub(crate) reserved: [*mut c_void; 2],
+    /// Used only by a library built for AddressSanitizer (the `asan`
+    /// feature): the bounds (lowest address, size) of the stack the context
+    /// runs on, which ASan must be told at every switch; {NULL, 0} for a
+    /// thread's own stack. Zero them with the rest of the context.
+    pub(crate) asan_stack: [*mut c_void; 2],
 }
 
 impl Default for RawContext {
@@ -46,8 +47,7 @@ impl RawContext {
     pub const fn new() -> RawContext {
         RawContext {
             sp: ptr::null_mut(),
-            stack: ptr::null(),
-            reserved: [ptr::null_mut(); 2],
+            asan_stack: [ptr::null_mut(); 2],
         }
     }
 
@@ -92,7 +92,6 @@ impl RawContext {
                 link,
                 stack.meta().live.as_ptr(),
             );
-            (*ctx).stack = (stack.meta() as *const crate::stack::StackMeta).cast();
         }
         Ok(())
     }

@@ -10,6 +10,8 @@
 # median of ROUNDS measurements per point, alternating between the backends),
 # and the cost of one suspend round trip: what 1000 suspends add to a request
 # (1/req/s at 1000 minus 1/req/s at 0), over 1000.
+# UGREEN_COMPARE="A B" compares two other plugin builds instead: the directories
+# target/uwsgi/plugins/A and .../B (e.g. a copy of an older build of the plugin).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DURATION="${1:-5}"
@@ -17,6 +19,7 @@ ROUNDS="${2:-1}"
 PYTHON="${PYTHON:-python3}"
 export PYTHON
 OUT="$REPO/target/uwsgi"
+read -r A B <<< "${UGREEN_COMPARE:-asm ucontext}"
 LOGDIR="$OUT/compare-logs"
 mkdir -p "$LOGDIR"
 
@@ -66,7 +69,7 @@ measure() { # backend n -> req/s
 }
 
 : > "$LOGDIR/wrk.log"
-for backend in asm ucontext; do
+for backend in "$A" "$B"; do
 	start_server "$backend"
 	grep -o 'uGreen threads.*' "$LOGDIR/$backend.log" | head -1
 	# warm-up
@@ -79,19 +82,19 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { prin
 declare -A RPS SAMPLES
 for n in 0 10 1000; do
 	for round in $(seq "$ROUNDS"); do
-		for backend in asm ucontext; do
+		for backend in "$A" "$B"; do
 			r=$(measure "$backend" "$n")
 			[ -n "$r" ] || { echo "compare.sh: wrk gave no result, see $LOGDIR/wrk.log" >&2; exit 1; }
 			SAMPLES[$backend,$n]="${SAMPLES[$backend,$n]:-} $r"
 			echo "  $backend, $n suspends/request, round $round: $r req/s"
 		done
 	done
-	for backend in asm ucontext; do
+	for backend in "$A" "$B"; do
 		RPS[$backend,$n]=$(echo "${SAMPLES[$backend,$n]}" | median)
 		curl -fs "http://127.0.0.1:${PORT[$backend]}/?n=$n" | grep -q ok || { echo "compare.sh: bad response" >&2; exit 1; }
 	done
 done
-for backend in asm ucontext; do
+for backend in "$A" "$B"; do
 	if grep -qE 'DAMN|Segmentation|Respawned' "$LOGDIR/$backend.log"; then
 		echo "compare.sh: the $backend worker died, see $LOGDIR/$backend.log" >&2
 		exit 1
@@ -100,15 +103,15 @@ done
 stop_servers
 
 echo
-printf '%-22s %14s %18s %10s\n' "suspends per request" "asm req/s" "ucontext req/s" "asm/ucontext"
+printf '%-22s %14s %18s %10s\n' "suspends per request" "$A req/s" "$B req/s" "$A/$B"
 for n in 0 10 1000; do
-	a=${RPS[asm,$n]}
-	u=${RPS[ucontext,$n]}
+	a=${RPS[$A,$n]}
+	u=${RPS[$B,$n]}
 	printf '%-22s %14.0f %18.0f %10s\n' "$n" "$a" "$u" "$(awk -v a="$a" -v u="$u" 'BEGIN { printf "%.2fx", a / u }')"
 done
 # one suspend round trip (core -> main -> core): what 1000 suspends add to a
 # request, over 1000
-for backend in asm ucontext; do
+for backend in "$A" "$B"; do
 	awk -v b="$backend" -v r0="${RPS[$backend,0]}" -v r1000="${RPS[$backend,1000]}" \
 		'BEGIN { printf "%s: one suspend round trip = (1/%.0f - 1/%.0f req/s) / 1000 = %.2f us\n", b, r1000, r0, (1 / r1000 - 1 / r0) * 1e6 / 1000 }'
 done

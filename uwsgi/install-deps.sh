@@ -9,7 +9,7 @@
 #        uwsgi-src, uwsgi-plugin-python3, uwsgi-plugin-greenlet-python3, libpcre3-dev
 #        and python3-dev (to build the plugin for it), python3-bottle and
 #        python3-psycopg2 (its apps' modules); uwsgi-core starts no service
-#   pip (into $PYTHON, default python3): bottle, psycopg2-binary
+#   pip (into $PYTHON, default python3): bottle, psycopg2-binary, Django 5.2 (the Django test)
 set -euo pipefail
 PYTHON="${PYTHON:-python3}"
 
@@ -39,6 +39,7 @@ fi
 pip_missing=()
 "$PYTHON" -c 'import bottle' 2>/dev/null || pip_missing+=(bottle)
 "$PYTHON" -c 'import psycopg2' 2>/dev/null || pip_missing+=(psycopg2-binary)
+"$PYTHON" -c 'import sys, django; sys.exit(django.VERSION[:2] != (5, 2))' 2>/dev/null || pip_missing+=('django>=5.2,<5.3')
 if [ ${#pip_missing[@]} -gt 0 ]; then
 	"$PYTHON" -m pip install --quiet "${pip_missing[@]}"
 fi

@@ -14,7 +14,7 @@ export PYTHON
 need_deps=0
 for tool in wrk gcc; do command -v "$tool" >/dev/null || need_deps=1; done
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_deps=1
-"$PYTHON" -c 'import bottle, psycopg2' 2>/dev/null || need_deps=1
+"$PYTHON" -c 'import sys, bottle, psycopg2, django; sys.exit(django.VERSION[:2] != (5, 2))' 2>/dev/null || need_deps=1
 for p in libpcre2-dev uwsgi-src uwsgi-plugin-greenlet-python3 python3-psycopg2 python3-bottle; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_deps=1
 done

@@ -1,10 +1,21 @@
 //! The assembly backend (asm/switch_*.S), shared by every architecture that
-//! has one. The per-architecture module (`frame`) mirrors the saved frame.
+//! has one. The per-architecture module (`frame`) mirrors the saved frame
+//! and holds the inline coroutine switch; `asan` adds AddressSanitizer's
+//! annotations.
 
-use super::frame::{self, SwitchFrame};
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "aarch64")]
+use aarch64 as frame;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+#[cfg(target_arch = "x86_64")]
+use x86_64 as frame;
+
 use crate::context::{EntryFn, RawContext};
 use core::ffi::c_void;
 use core::mem::size_of;
+use frame::SwitchFrame;
 
 pub(crate) const BACKEND: &str = "asm";
 
@@ -52,6 +63,15 @@ pub(crate) unsafe fn switch(from: *mut RawContext, to: *mut RawContext, transfer
     }
 }
 
+/// What the trampoline finds in callee-saved registers on first entry
+/// (each architecture's `initial` puts them in its frame).
+struct Start {
+    entry: usize,
+    arg: usize,
+    link: usize,
+    live: usize,
+}
+
 /// Prepares `ctx` to run `entry(arg, transfer)` on the stack below `top`.
 ///
 /// # Safety
@@ -85,7 +105,7 @@ pub(crate) unsafe fn init_frame(
     #[cfg(not(target_arch = "aarch64"))]
     let resume_at = trampoline;
     let frame = frame::initial(
-        frame::Start {
+        Start {
             entry: entry as *const () as usize,
             arg: arg as usize,
             link: link as usize,

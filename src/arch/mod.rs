@@ -17,16 +17,6 @@ mod asm;
 #[cfg(not(feature = "ucontext"))]
 pub(crate) use asm::*;
 
-#[cfg(all(not(feature = "ucontext"), target_arch = "x86_64"))]
-mod x86_64;
-#[cfg(all(not(feature = "ucontext"), target_arch = "x86_64"))]
-use x86_64 as frame;
-
-#[cfg(all(not(feature = "ucontext"), target_arch = "aarch64"))]
-mod aarch64;
-#[cfg(all(not(feature = "ucontext"), target_arch = "aarch64"))]
-use aarch64 as frame;
-
 #[cfg(all(
     not(feature = "ucontext"),
     not(any(target_arch = "x86_64", target_arch = "aarch64"))

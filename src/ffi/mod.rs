@@ -346,17 +346,18 @@ extern "C" {
     pub fn ugreen_context_swap(from: *mut RawContext, to: *mut RawContext);
 }
 
-/// The same as the assembly `ugreen_context_swap`, on swapcontext (the
-/// `ucontext` feature) or with AddressSanitizer's fiber annotations around
-/// the assembly routine (the `asan` feature).
+/// The same as the assembly `ugreen_context_swap`, as a Rust wrapper: on
+/// swapcontext (the `ucontext` feature) or with AddressSanitizer's fiber
+/// annotations around the assembly routine (the `asan` feature). Same name
+/// and path in every build, so Rust callers never declare it themselves.
 ///
 /// # Safety
 /// As for the assembly version.
 ///
 /// cbindgen:ignore
 #[cfg(any(feature = "ucontext", feature = "asan"))]
-#[export_name = "ugreen_context_swap"]
-pub unsafe extern "C" fn ugreen_context_swap_ucontext(from: *mut RawContext, to: *mut RawContext) {
+#[no_mangle]
+pub unsafe extern "C" fn ugreen_context_swap(from: *mut RawContext, to: *mut RawContext) {
     // SAFETY: the caller's contract.
     unsafe { crate::arch::switch(from, to, 0) };
 }

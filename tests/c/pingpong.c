@@ -59,7 +59,7 @@ int main(void) {
 
     CHECK(strcmp(ugreen_version(), UGREEN_VERSION) == 0);
     CHECK(UGREEN_VERSION_MAJOR >= 0 && UGREEN_VERSION_MINOR >= 0 && UGREEN_VERSION_PATCH >= 0);
-    CHECK(sizeof(ugreen_context) == 4 * sizeof(void *));
+    CHECK(sizeof(ugreen_context) == 3 * sizeof(void *));
 
     CHECK(ugreen_stack_new(16, &stack) == UGREEN_RESULT_OK);
     CHECK(stack != NULL);

@@ -270,15 +270,41 @@ def test_isolation_external_plugin(opts):
     return isolation('isolation-external', UWSGI_BASE, PLUGIN_SO)
 
 
-def test_chat_bottle(opts):
-    return chat('chat', UWSGI_EMBEDDED, None)
+def threadlocal(name, binary, plugin):
+    args = ['--master', '--processes', '1', '--async', '30', '--ugreen',
+            '--wsgi-file', os.path.join(APPS, 'threadlocal_app.py')]
+    with Server(name, binary, args, plugin=plugin) as srv:
+        nreq = 1000
+
+        def one(tag):
+            status, body = http_get(srv.port, '/?tag=%d' % tag)
+            if status != 200 or body != 'ok:%d' % tag:
+                raise TestFailure('status %d body %r' % (status, body))
+        _, errors = run_clients(30, list(range(nreq)), one, timeout=120)
+        if errors:
+            raise TestFailure('%d errors, first: %s\nlog:\n%s' % (len(errors), errors[:3], srv.log_tail()))
+        status, body = http_get(srv.port, '/freed')
+        if body != 'freed:%d:alive:0' % nreq:
+            raise TestFailure('objects kept in thread-locals after their requests ended: %r (expected freed:%d:alive:0)'
+                              % (body, nreq))
+        srv.assert_no_worker_death()
+        return ('%d requests from 30 clients: threading.local (module-level, subclass, short-lived) per request, '
+                'fresh for each request, its data freed when the request ends' % nreq)
 
 
-def chat(name, binary, plugin):
+def test_threadlocal_embedded(opts):
+    return threadlocal('threadlocal-embedded', UWSGI_EMBEDDED, None)
+
+
+def test_threadlocal_external_plugin(opts):
+    return threadlocal('threadlocal-external', UWSGI_BASE, PLUGIN_SO)
+
+
+def chat(name, binary, plugin, env=None):
     users, per_user = 30, 5
     args = ['--master', '--processes', '1', '--async', '64', '--ugreen',
             '--wsgi-file', os.path.join(APPS, 'chat_app.py')]
-    with Server(name, binary, args, plugin=plugin) as srv:
+    with Server(name, binary, args, env=env, plugin=plugin) as srv:
         expected = {'user%d-msg%d' % (u, m) for u in range(users) for m in range(per_user)}
         received = [[] for _ in range(users)]
         errors = []
@@ -331,6 +357,19 @@ def chat(name, binary, plugin):
         srv.assert_no_worker_death()
         return '%d users x %d messages: all %d messages reached every user, same order, %.1f s' % (
             users, per_user, len(expected), elapsed)
+
+
+def test_chat_bottle(opts):
+    return chat('chat', UWSGI_EMBEDDED, None, env={'CHAT_LOCALS': 'contextvars'}) + \
+        ' (bottle request/response moved to contextvars)'
+
+
+def test_chat_bottle_stock_embedded(opts):
+    return chat('chat-stock-embedded', UWSGI_EMBEDDED, None) + ' (stock bottle: thread-local request/response)'
+
+
+def test_chat_bottle_stock_external_plugin(opts):
+    return chat('chat-stock-external', UWSGI_BASE, PLUGIN_SO) + ' (stock bottle: thread-local request/response)'
 
 
 class Postgres:
@@ -432,6 +471,50 @@ def psycopg2_postgres(name, binary, plugin):
                 n, elapsed, n * 0.5)
 
 
+def django_postgres(name, binary, plugin):
+    try:
+        import django  # noqa: F401 - only checks that uwsgi/install-deps.sh installed it
+    except ImportError:
+        raise TestFailure('Django is not installed (uwsgi/install-deps.sh installs it)')
+    nreq, nclients = 1000, 30
+    with Postgres() as pg:
+        args = ['--master', '--processes', '1', '--async', '30', '--ugreen',
+                '--wsgi-file', os.path.join(APPS, 'django_app.py')]
+        env = {'PG_HOST': '127.0.0.1', 'PG_PORT': str(pg.port)}
+        with Server(name, binary, args, env=env, plugin=plugin) as srv:
+            def one(i):
+                tag = 't%d' % i
+                status, body = http_get(srv.port, '/item/?tag=%s' % tag)
+                parts = body.split(':')
+                if status != 200 or len(parts) != 5 or parts[0] != tag or parts[2] != tag or parts[3] != '1':
+                    raise TestFailure('status %d body %r (expected %s:ID:%s:1:PID)' % (status, body[:300], tag, tag))
+                return int(parts[1]), int(parts[4])
+            t0 = time.monotonic()
+            results, errors = run_clients(nclients, list(range(nreq)), one, timeout=240)
+            elapsed = time.monotonic() - t0
+            if errors:
+                raise TestFailure('%d errors, first: %s\nlog:\n%s' % (len(errors), errors[:3], srv.log_tail()))
+            if len(results) != nreq or len({rid for rid, _ in results}) != nreq:
+                raise TestFailure('%d responses, %d distinct rows' % (len(results), len({rid for rid, _ in results})))
+            status, body = http_get(srv.port, '/count/')
+            if status != 200 or body != str(nreq):
+                raise TestFailure('committed rows: %r, expected %d' % (body, nreq))
+            if len({pid for _, pid in results}) != 1:
+                raise TestFailure('responses from several workers: the worker died')
+            srv.assert_no_worker_death()
+            return ('%d requests from %d clients, each transaction.atomic(): INSERT, pg_sleep(0.05), SELECT of its own '
+                    'row: every response saw its own row, 0 errors, %d rows committed, %.1f s (serial >= %.0f s)') % (
+                nreq, nclients, nreq, elapsed, nreq * 0.05)
+
+
+def test_django_postgres_embedded(opts):
+    return django_postgres('django-embedded', UWSGI_EMBEDDED, None)
+
+
+def test_django_postgres_external_plugin(opts):
+    return django_postgres('django-external', UWSGI_BASE, PLUGIN_SO)
+
+
 def test_stack_overflow_respawn(opts):
     return stack_overflow_respawn('overflow', UWSGI_EMBEDDED, None)
 
@@ -492,6 +575,249 @@ def stack_overflow_respawn(name, binary, plugin):
         if 'Respawned uWSGI worker' not in log:
             raise TestFailure('no respawn in the log:\n%s' % srv.log_tail())
         return 'log: %r; worker %d respawned as %d, next request served' % (line.strip(), pid1, pid2)
+
+
+class SlowClients:
+    """Concurrent requests to apps/slow_app.py over raw sockets: each one records when
+    its response has started (the request runs in a core) and its full body."""
+
+    def __init__(self, port, paths, timeout=60):
+        self.port = port
+        self.started = threading.Semaphore(0)
+        self.results = {}
+        self.threads = [threading.Thread(target=self._one, args=(p, timeout), daemon=True) for p in paths]
+        for t in self.threads:
+            t.start()
+
+    def _one(self, path, timeout):
+        data = b''
+        try:
+            with socket.create_connection(('127.0.0.1', self.port), timeout=timeout) as sock:
+                sock.sendall(('GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' % path).encode())
+                told = False
+                while True:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                    if not told and b'started:' in data:
+                        told = True
+                        self.started.release()
+        except OSError as e:
+            self.results[path] = 'ERROR %s after %r' % (e, data)
+            return
+        head, _, body = data.partition(b'\r\n\r\n')
+        status = head.split(b' ', 2)[1].decode() if head.startswith(b'HTTP/') else '?'
+        self.results[path] = '%s %s' % (status, body.decode(errors='replace'))
+
+    def wait_started(self, n, timeout):
+        deadline = time.monotonic() + timeout
+        for _ in range(n):
+            if not self.started.acquire(timeout=max(0.01, deadline - time.monotonic())):
+                return False
+        return True
+
+    def join(self, timeout):
+        deadline = time.monotonic() + timeout
+        for t in self.threads:
+            t.join(max(0.1, deadline - time.monotonic()))
+
+
+def graceful(name, binary, plugin, trigger):
+    """30 requests of about 3 s each are running when the reload is triggered: all of
+    them complete with their own body, and requests sent meanwhile are served."""
+    n, secs = 30, 3
+    touch = os.path.join(LOGDIR, '%s.touch' % name)
+    os.makedirs(LOGDIR, exist_ok=True)
+    open(touch, 'w').close()
+    args = ['--master', '--processes', '1', '--async', '64', '--ugreen', '--worker-reload-mercy', '60',
+            '--wsgi-file', os.path.join(APPS, 'slow_app.py')]
+    if trigger == 'touch':
+        args += ['--touch-reload', touch]
+    with Server(name, binary, args, plugin=plugin) as srv:
+        time.sleep(1)  # the master installs its signal handlers after it spawned the worker
+        status, body = http_get(srv.port, '/?tag=first')
+        old_pid = int(body.rsplit(':', 1)[1])
+        paths = ['/?tag=r%d&secs=%d' % (i, secs) for i in range(n)]
+        clients = SlowClients(srv.port, paths)
+        if not clients.wait_started(n, 30):
+            raise TestFailure('the %d requests did not all start\n%s' % (n, srv.log_tail()))
+        t0 = time.monotonic()
+        if trigger == 'sighup':
+            os.kill(srv.proc.pid, signal.SIGHUP)
+        else:
+            time.sleep(1.1)  # a new mtime (seconds) for the master's check
+            os.utime(touch)
+        # new connections while the worker finishes its requests
+        drain = re.compile(r'\[ugreen\] worker 1 \(pid: %d\): graceful reload: accepting no new connections, '
+                           r'finishing %d running request' % (old_pid, n))
+        deadline = time.monotonic() + 10
+        while not drain.search(srv.log()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        late = SlowClients(srv.port, ['/?tag=late%d' % i for i in range(5)])
+        clients.join(60)
+        late.join(60)
+        elapsed = time.monotonic() - t0
+        bad = ['%s -> %r' % (p, r) for p, r in sorted(clients.results.items())
+               if not re.fullmatch(r'200 started:%s:%d:0:%d' % (re.escape(p.split('=')[1].split('&')[0]), secs, old_pid), r)]
+        if len(clients.results) != n or bad:
+            raise TestFailure('%d/%d complete, wrong: %s\nlog:\n%s' % (n - len(bad), n, bad[:3], srv.log_tail()))
+        late_bad = [r for r in late.results.values() if not re.fullmatch(r'200 started:late\d+:0:0:\d+', r)]
+        if len(late.results) != 5 or late_bad:
+            raise TestFailure('requests sent during the reload: %r\nlog:\n%s' % (late.results, srv.log_tail()))
+        new_pids = {int(r.rsplit(':', 1)[1]) for r in late.results.values()}
+        if old_pid in new_pids:
+            raise TestFailure('a request sent during the reload was served by the old worker %d' % old_pid)
+        if not drain.search(srv.log()):
+            raise TestFailure('no drain line in the log:\n%s' % srv.log_tail())
+        return ('%s with %d requests of %d s running: %d/%d complete with their own body (%.1f s after the trigger); '
+                '5 requests sent meanwhile served by the new worker' % (
+                    'SIGHUP to the master' if trigger == 'sighup' else '--touch-reload', n, secs, n, n, elapsed))
+
+
+def test_reload_sighup_embedded(opts):
+    return graceful('reload-sighup-embedded', UWSGI_EMBEDDED, None, 'sighup')
+
+
+def test_reload_sighup_external_plugin(opts):
+    return graceful('reload-sighup-external', UWSGI_BASE, PLUGIN_SO, 'sighup')
+
+
+def test_reload_touch_embedded(opts):
+    return graceful('reload-touch-embedded', UWSGI_EMBEDDED, None, 'touch')
+
+
+def test_reload_touch_external_plugin(opts):
+    return graceful('reload-touch-external', UWSGI_BASE, PLUGIN_SO, 'touch')
+
+
+def test_reload_half_open_connection(opts):
+    """The only connection of the worker is still sending its headers at SIGHUP and
+    then goes away: it never ran in a core, and the worker exits right after."""
+    args = ['--master', '--processes', '1', '--async', '8', '--ugreen', '--worker-reload-mercy', '60',
+            '--socket-timeout', '60', '--wsgi-file', os.path.join(APPS, 'slow_app.py')]
+    with Server('reload-half-open', UWSGI_EMBEDDED, args) as srv:
+        time.sleep(1)  # the master installs its signal handlers after it spawned the worker
+        status, body = http_get(srv.port, '/?tag=first')
+        old_pid = int(body.rsplit(':', 1)[1])
+        half = socket.create_connection(('127.0.0.1', srv.port), timeout=10)
+        half.sendall(b'GET /?tag=half HTTP/1.0\r\nHost: 127.0.0.1\r\n')  # no blank line: headers unfinished
+        time.sleep(0.5)
+        os.kill(srv.proc.pid, signal.SIGHUP)
+        drain = re.compile(r'\[ugreen\] worker 1 \(pid: %d\): graceful reload: accepting no new connections, '
+                           r'finishing 1 running request' % old_pid)
+        deadline = time.monotonic() + 10
+        while not drain.search(srv.log()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not drain.search(srv.log()):
+            raise TestFailure('the worker did not wait for the half-open connection:\n%s' % srv.log_tail())
+        time.sleep(0.5)
+        if 'buried after' in srv.log():
+            raise TestFailure('the worker exited before the connection went away:\n%s' % srv.log_tail())
+        t0 = time.monotonic()
+        half.close()
+        deadline = time.monotonic() + 15
+        while 'buried after' not in srv.log() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        elapsed = time.monotonic() - t0
+        if 'buried after' not in srv.log():
+            raise TestFailure('the worker did not exit after the connection went away:\n%s' % srv.log_tail())
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                status, body = http_get(srv.port, '/?tag=after', timeout=5)
+                if status == 200 and body.startswith('started:after:'):
+                    break
+            except (http.client.HTTPException, OSError):
+                pass
+            time.sleep(0.2)
+        else:
+            raise TestFailure('no request served after the reload\n%s' % srv.log_tail())
+        return ('a connection still sending its headers at SIGHUP kept the worker; it exited %.2f s after the '
+                'connection closed, the new worker serves' % elapsed)
+
+
+def max_requests(name, binary, plugin):
+    nreq = 600
+    args = ['--master', '--processes', '1', '--async', '30', '--ugreen', '--max-requests', '50',
+            '--min-worker-lifetime', '1', '--wsgi-file', os.path.join(APPS, 'slow_app.py')]
+    with Server(name, binary, args, plugin=plugin) as srv:
+        # each request suspends 5000-15000 times (a few ms): the load lasts a few
+        # seconds, several times the minimal worker lifetime
+        def one(i):
+            n = 5000 + (i * 7919) % 10000
+            status, body = http_get(srv.port, '/?tag=m%d&n=%d' % (i, n))
+            m = re.fullmatch(r'started:m%d:0:%d:(\d+)' % (i, n), body)
+            if status != 200 or not m:
+                raise TestFailure('status %d body %r' % (status, body))
+            return int(m.group(1))
+        time.sleep(1.1)  # past the first worker's --min-worker-lifetime
+        t0 = time.monotonic()
+        results, errors = run_clients(30, list(range(nreq)), one, timeout=240)
+        elapsed = time.monotonic() - t0
+        if errors:
+            raise TestFailure('%d dropped or wrong, first: %s\nlog:\n%s' % (len(errors), errors[:3], srv.log_tail()))
+        if len(results) != nreq:
+            raise TestFailure('%d/%d responses' % (len(results), nreq))
+        pids = set(results)
+        recycled = srv.log().count('The work of process')
+        if len(pids) < 2 or recycled < 1:
+            raise TestFailure('no recycling happened (%d workers, %d recycles)\n%s' % (len(pids), recycled, srv.log_tail()))
+        return '%d suspending requests from 30 clients with --max-requests 50: 0 dropped, %d recycles, %d workers, %.1f s' % (
+            nreq, recycled, len(pids), elapsed)
+
+
+def test_max_requests_embedded(opts):
+    return max_requests('max-requests-embedded', UWSGI_EMBEDDED, None)
+
+
+def test_max_requests_external_plugin(opts):
+    return max_requests('max-requests-external', UWSGI_BASE, PLUGIN_SO)
+
+
+def reload_mercy(name, binary, plugin):
+    mercy = 2
+    args = ['--master', '--processes', '1', '--async', '8', '--ugreen', '--worker-reload-mercy', str(mercy),
+            '--wsgi-file', os.path.join(APPS, 'slow_app.py')]
+    with Server(name, binary, args, plugin=plugin) as srv:
+        time.sleep(1)  # the master installs its signal handlers after it spawned the worker
+        clients = SlowClients(srv.port, ['/?tag=long&secs=20'])
+        if not clients.wait_started(1, 30):
+            raise TestFailure('the request did not start\n%s' % srv.log_tail())
+        t0 = time.monotonic()
+        os.kill(srv.proc.pid, signal.SIGHUP)
+        clients.join(30)
+        elapsed = time.monotonic() - t0
+        result = clients.results.get('/?tag=long&secs=20', '')
+        if 'long:20' in result:
+            raise TestFailure('the request completed: %r' % result)
+        if elapsed > 15:
+            raise TestFailure('the request was cut only after %.1f s' % elapsed)
+        log = srv.log()
+        m = re.search(r'\[ugreen\][^\n]*--worker-reload-mercy \(%d s\) expired with 1 request\(s\) still running[^\n]*' % mercy, log)
+        if not m or 'NO MERCY' not in log:
+            raise TestFailure('the log does not say the request was cut:\n%s' % srv.log_tail())
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                status, body = http_get(srv.port, '/?tag=after', timeout=5)
+                if status == 200 and body.startswith('started:after:'):
+                    break
+            except (http.client.HTTPException, OSError):
+                pass
+            time.sleep(0.2)
+        else:
+            raise TestFailure('no request served after the reload\n%s' % srv.log_tail())
+        return 'a 20 s request cut %.1f s after SIGHUP with --worker-reload-mercy %d; log: %r; next request served' % (
+            elapsed, mercy, m.group(0).strip())
+
+
+def test_reload_mercy_embedded(opts):
+    return reload_mercy('reload-mercy-embedded', UWSGI_EMBEDDED, None)
+
+
+def test_reload_mercy_external_plugin(opts):
+    return reload_mercy('reload-mercy-external', UWSGI_BASE, PLUGIN_SO)
 
 
 def resident_stacks(pid, stack_bytes, per_stack=None):
@@ -747,7 +1073,8 @@ def test_packaged_isolation(opts):
 
 def test_packaged_chat(opts):
     cmd, so = packaged()
-    return chat('%s-chat' % PACKAGED_NAME, cmd, '%s,%s' % (PACKAGED_PYTHON_PLUGIN, so))
+    return chat('%s-chat' % PACKAGED_NAME, cmd, '%s,%s' % (PACKAGED_PYTHON_PLUGIN, so),
+                env={'CHAT_LOCALS': 'contextvars'})
 
 
 def test_packaged_psycopg2(opts):
@@ -758,6 +1085,21 @@ def test_packaged_psycopg2(opts):
 def test_packaged_overflow(opts):
     cmd, so = packaged()
     return stack_overflow_respawn('%s-overflow' % PACKAGED_NAME, cmd, '%s,%s' % (PACKAGED_PYTHON_PLUGIN, so))
+
+
+def test_packaged_threadlocal(opts):
+    cmd, so = packaged()
+    return threadlocal('%s-threadlocal' % PACKAGED_NAME, cmd, '%s,%s' % (PACKAGED_PYTHON_PLUGIN, so))
+
+
+def test_packaged_reload_sighup(opts):
+    cmd, so = packaged()
+    return graceful('%s-reload-sighup' % PACKAGED_NAME, cmd, '%s,%s' % (PACKAGED_PYTHON_PLUGIN, so), 'sighup')
+
+
+def test_packaged_max_requests(opts):
+    cmd, so = packaged()
+    return max_requests('%s-max-requests' % PACKAGED_NAME, cmd, '%s,%s' % (PACKAGED_PYTHON_PLUGIN, so))
 
 
 def test_packaged_wrong_install_errors(opts):
@@ -805,6 +1147,24 @@ TESTS = [
     test_packaged_overflow,
     test_packaged_wrong_install_errors,
     test_memory_after_burst,
+    test_threadlocal_embedded,
+    test_threadlocal_external_plugin,
+    test_django_postgres_embedded,
+    test_django_postgres_external_plugin,
+    test_chat_bottle_stock_embedded,
+    test_chat_bottle_stock_external_plugin,
+    test_reload_sighup_embedded,
+    test_reload_sighup_external_plugin,
+    test_reload_touch_embedded,
+    test_reload_touch_external_plugin,
+    test_max_requests_embedded,
+    test_max_requests_external_plugin,
+    test_reload_mercy_embedded,
+    test_reload_mercy_external_plugin,
+    test_reload_half_open_connection,
+    test_packaged_threadlocal,
+    test_packaged_reload_sighup,
+    test_packaged_max_requests,
 ]
 
 

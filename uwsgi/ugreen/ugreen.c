@@ -33,6 +33,8 @@
 #include <malloc.h>
 #endif
 #include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
 
 #include "ugreen_python.h"
 
@@ -178,6 +180,146 @@ static void ug_request_over(struct ug_core *core) {
 	}
 }
 
+/*
+ * Lossless graceful stop of a worker.
+ *
+ * uWSGI's own SIGHUP handler (gracefully_kill) exits an async worker at once,
+ * dropping every request in flight, and goodbye_cruel_world() (--max-requests,
+ * --reload-on-rss/as) ends the async loop at its next turn, with the same effect.
+ * In each worker the plugin replaces the SIGHUP handler and sets uWSGI's
+ * goodbye-cruel-world hook (both from its hijack_worker hook, which uWSGI calls
+ * after it installed its own handlers). A graceful stop then:
+ *   1. takes the worker's listening sockets out of its event queue: new
+ *      connections wait in the listen backlog for the next worker;
+ *   2. lets every request of the worker finish (cores in use, including
+ *      connections still sending their headers);
+ *   3. ends the async loop (main context, right after the last request ended) and
+ *      the worker exits; the master starts the next one.
+ * An idle worker exits at once, as before. The master still kills a worker that is
+ * not done after --worker-reload-mercy seconds (it logs "NO MERCY"); the plugin
+ * logs how many requests that cuts. A brutal reload (SIGTERM) is unchanged.
+ * A watcher thread (started with the worker, all signals blocked, asleep until a
+ * stop begins: the signal handler only posts a semaphore) covers connections that
+ * end without running in a core (closed while sending their headers): it wakes
+ * the loop with SIGHUP once no core is in use, and logs the mercy expiry.
+ */
+static struct {
+	volatile sig_atomic_t draining;
+	volatile sig_atomic_t hup_seen;
+	int watcher;              /* the watcher thread runs */
+	sem_t wake;               /* posted when a stop begins */
+} ugd;
+
+/* cores holding a connection: taken from uWSGI's stack of unused cores */
+static inline int ug_busy_cores(void) {
+	return uwsgi.async - 1 - uwsgi.async_queue_unused_ptr;
+}
+
+/* the worker is done: leave the async loop (main context only) */
+static void ug_drained(void) {
+	uwsgi_log("[ugreen] worker %d (pid: %d): every request finished, the worker exits\n", uwsgi.mywid, uwsgi.mypid);
+	if (uwsgi.workers[uwsgi.mywid].shutdown_sockets)
+		uwsgi_shutdown_all_sockets();
+	uwsgi.workers[uwsgi.mywid].manage_next_request = 0;
+}
+
+static void *ug_drain_watcher(void *arg) {
+	(void) arg;
+	while (sem_wait(&ugd.wake) != 0)
+		;
+	int mercy_logged = 0;
+	for (;;) {
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+		int busy = ug_busy_cores();
+		if (!uwsgi.workers[uwsgi.mywid].manage_next_request)
+			break; /* the loop ends: the worker exits */
+		if (busy == 0) {
+			/* wakes the loop (EINTR); the handler exits the idle worker */
+			pthread_kill(ug.worker_thread, SIGHUP);
+			continue;
+		}
+		time_t no_mercy_at = uwsgi.workers[uwsgi.mywid].no_mercy_at;
+		if (!mercy_logged && no_mercy_at && uwsgi_now() >= no_mercy_at) {
+			uwsgi_log("[ugreen] worker %d (pid: %d): --worker-reload-mercy (%d s) expired with %d request(s) still running: the master kills the worker, they are cut\n",
+				uwsgi.mywid, uwsgi.mypid, uwsgi.worker_reload_mercy, busy);
+			mercy_logged = 1;
+		}
+	}
+	return NULL;
+}
+
+/* May run in a signal handler (on any stack) or in a core. */
+static void ug_begin_drain(const char *why) {
+	if (ugd.draining)
+		return;
+	ugd.draining = 1;
+	uwsgi.workers[uwsgi.mywid].accepting = 0;
+	uwsgi_del_sockets_from_queue(uwsgi.async_queue);
+	int busy = ug_busy_cores();
+	if (busy > 0) {
+		uwsgi_log("[ugreen] worker %d (pid: %d): %s: accepting no new connections, finishing %d running request(s) first (--worker-reload-mercy %d s)\n",
+			uwsgi.mywid, uwsgi.mypid, why, busy, uwsgi.worker_reload_mercy);
+	}
+	if (ugd.watcher)
+		sem_post(&ugd.wake);
+}
+
+/* SIGHUP in a worker: graceful reload (master SIGHUP, --touch-reload, ...) */
+static void ug_sighup(int signum) {
+	(void) signum;
+	/* the loop is ending already (the worker is on its way out) */
+	if (!uwsgi.workers[uwsgi.mywid].manage_next_request)
+		return;
+	if (!ugd.hup_seen) {
+		ugd.hup_seen = 1;
+		uwsgi_log("Gracefully killing worker %d (pid: %d)...\n", uwsgi.mywid, uwsgi.mypid);
+	}
+	ug_begin_drain("graceful reload");
+	if (ug_busy_cores() == 0) {
+		/* nothing in flight: what uWSGI does for an idle worker */
+		if (uwsgi.workers[uwsgi.mywid].shutdown_sockets)
+			uwsgi_shutdown_all_sockets();
+		exit(UWSGI_RELOAD_CODE);
+	}
+}
+
+/* goodbye_cruel_world(): --max-requests, --reload-on-rss/as; runs in a core */
+static void ug_gbcw(void) {
+	if (ugd.draining)
+		return;
+	uwsgi_log("...The work of process %d is done. Seeya!\n", getpid());
+	ug_begin_drain("recycling");
+}
+
+/* In every worker, after uWSGI installed its signal handlers. */
+static void ug_hijack_worker(void) {
+	if (!ug.enabled)
+		return;
+	/* the watcher inherits a mask that blocks every signal */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_t watcher;
+	pthread_attr_t attr;
+	if (sem_init(&ugd.wake, 0, 0) == 0 && pthread_attr_init(&attr) == 0) {
+		/* a small stack: it only polls and logs (--reload-on-as counts address space) */
+		pthread_attr_setstacksize(&attr, 128 * 1024);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		if (pthread_create(&watcher, &attr, ug_drain_watcher, NULL) == 0)
+			ugd.watcher = 1;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		pthread_attr_destroy(&attr);
+	}
+	if (!ugd.watcher)
+		uwsgi_log("[ugreen] unable to start the drain watcher thread: on a graceful stop, a connection closed while sending its headers may keep the worker until --worker-reload-mercy\n");
+	uwsgi_unix_signal(SIGHUP, ug_sighup);
+	if (!uwsgi.gbcw_hook)
+		uwsgi.gbcw_hook = ug_gbcw;
+	else
+		uwsgi_log("[ugreen] another plugin handles goodbye_cruel_world(): --max-requests may drop running requests\n");
+}
+
 static void ug_fatal(const char *what, ugreen_result r) {
 	uwsgi_log("[ugreen] %s: %s\n", what, ugreen_result_str(r));
 	exit(1);
@@ -220,6 +362,10 @@ static void ug_schedule_to_req(void) {
 		rp->resume(NULL);
 	if (core->finished)
 		ug_request_over(core);
+
+	/* graceful stop: leave the loop as soon as the last request is over */
+	if (ugd.draining && ug_busy_cores() == 0 && uwsgi.workers[uwsgi.mywid].manage_next_request)
+		ug_drained();
 }
 
 /* uwsgi.suspend() where no core can switch */
@@ -501,4 +647,5 @@ struct uwsgi_plugin ugreen_plugin = {
 	.postinit_apps = ug_check_in_use,
 	.hijack_worker = ug_check_in_use,
 	.options = ugreen_options,
+	.hijack_worker = ug_hijack_worker,
 };

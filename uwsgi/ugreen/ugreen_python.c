@@ -38,6 +38,8 @@
  *    plugin's own suspend/resume hooks save and restore: the switch code skips
  *    those hooks (each costs a PyGILState_Ensure/Release pair).
  *
+ *    threading.local (ug_py_locals) is per request as well, see below.
+ *
  * 3. The C stack (CPython >= 3.14). CPython detects deep recursion by comparing
  *    the stack pointer with the limits of the thread's stack. A core's stack lies
  *    outside those limits, where CPython assumes a foreign stack and checks
@@ -104,6 +106,7 @@ void uwsgi_log(const char *, ...);
 #pragma weak PyExc_RuntimeError
 #pragma weak PyThread_get_thread_ident
 #pragma weak PyObject_GetArenaAllocator
+#pragma weak PyThreadState_New
 #pragma weak _Py_Dealloc
 #if UG_PY313
 #pragma weak PyThreadState_GetUnchecked
@@ -283,6 +286,70 @@ static inline void ug_py_state_restore(PyThreadState *ts, const struct ug_py_sta
 	ug_py_trash_restore(ts, &s->trash);
 }
 
+/*
+ * threading.local. CPython's _thread._local keys a thread's data on fields of
+ * the thread state:
+ *   3.11, 3.12: tstate->dict holds, under a "_thread._local.<address>" key, one
+ *               small object per local whose dict is the thread's data; a dying
+ *               local deletes its key from the dict of every thread state of the
+ *               interpreter;
+ *   3.13+:      tstate->threading_local_key (the key of the thread's data in every
+ *               local) and tstate->threading_local_sentinel (its death removes
+ *               that data from every local).
+ * tstate->dict is also what C code gets from PyThreadState_GetDict(). All are
+ * created lazily at first use. They are not copied into a struct like the state
+ * above: each core owns a "shadow" thread state (created at its first request,
+ * never run) that holds the fields of whichever side is switched out (main's while
+ * the core runs, the core's while it is suspended), so every such dict stays
+ * reachable from a thread state of the interpreter (on 3.11/3.12 an address reused
+ * by a new local must not find a dead local's data in a suspended request's dict).
+ * A switch exchanges the fields of the running thread state and the shadow. A
+ * request starts with none; its own are released when it ends.
+ */
+struct ug_py_locals {
+	PyThreadState *shadow;
+};
+
+static inline void ug_py_locals_init(PyThreadState *ts, struct ug_py_locals *s, int core) {
+	if (s->shadow)
+		return;
+	s->shadow = PyThreadState_New(ts->interp);
+	if (!s->shadow) {
+		uwsgi_log("[ugreen] core %d: unable to create the thread state that keeps its threading.local data\n", core);
+		exit(1);
+	}
+	/* run by no thread: keep it out of PyThreadState_SetAsyncExc() and of the
+	   tables keyed by thread id (sys._current_frames()) */
+	s->shadow->thread_id = 0;
+	s->shadow->native_thread_id = 0;
+}
+
+static inline void ug_py_locals_swap(PyThreadState *ts, const struct ug_py_locals *s) {
+	PyThreadState *sh = s->shadow;
+	PyObject *t = ts->dict;
+	ts->dict = sh->dict;
+	sh->dict = t;
+#if UG_PY313
+	t = ts->threading_local_key;
+	ts->threading_local_key = sh->threading_local_key;
+	sh->threading_local_key = t;
+	t = ts->threading_local_sentinel;
+	ts->threading_local_sentinel = sh->threading_local_sentinel;
+	sh->threading_local_sentinel = t;
+#endif
+}
+
+/* Releases what the shadow holds (a finished request's data), in the order of
+   PyThreadState_Clear(); finalizers and weakref callbacks may run Python code. */
+static inline void ug_py_locals_release(const struct ug_py_locals *s) {
+	PyThreadState *sh = s->shadow;
+#if UG_PY313
+	Py_CLEAR(sh->threading_local_key);
+	Py_CLEAR(sh->threading_local_sentinel);
+#endif
+	Py_CLEAR(sh->dict);
+}
+
 /* The C stack CPython checks its depth against (3.14+). It is not saved from the
    thread state: a core's is its own stack, main's is the thread's. It changes
    only where the stack pointer changes: right after a switch to a core, right
@@ -323,6 +390,7 @@ struct ug_pycore {
 	struct ug_py_state core;  /* the core's state while it is switched out */
 	struct ug_py_state main;  /* main's state while the core runs */
 	struct ug_py_cstack cstack; /* the core's stack */
+	struct ug_py_locals locals; /* the switched-out side's threading.local data */
 	_PyErr_StackItem exc_bottom; /* bottom of the core's exception chain */
 	_PyStackChunk *root;      /* the core's root data-stack chunk, kept between requests */
 };
@@ -433,6 +501,9 @@ void ugreen_py_request_begin(int core, void *stack_lo, size_t stack_size) {
 	fresh.context.context = NULL;
 	memset(&fresh.trash, 0, sizeof(fresh.trash));
 	ug_py_state_restore(ts, &fresh);
+	/* no threading.local data (the shadow holds none): main's go to the shadow */
+	ug_py_locals_init(ts, &c->locals, core);
+	ug_py_locals_swap(ts, &c->locals);
 
 	c->cstack.lo = stack_lo;
 	c->cstack.size = stack_size;
@@ -468,12 +539,14 @@ void ugreen_py_request_end(int core) {
 	PyObject *ctx = ts->context;
 
 	ug_py_state_restore(ts, &c->main);
+	ug_py_locals_swap(ts, &c->locals);
 	c->active = 0;
 
 	/* released with main's state installed (finalizers may run Python code), and
 	   still on the core's stack with its stack protection */
 	Py_XDECREF(exc);
 	Py_XDECREF(ctx);
+	ug_py_locals_release(&c->locals);
 	ug_py_cstack_enter_main(ts);
 	/* the GIL stays held: main releases it after the switch */
 	ugpy.main_took = 1;
@@ -501,6 +574,7 @@ void ugreen_py_before_switch(enum ugreen_py_dir dir, int core) {
 	PyThreadState *ts = c->ts;
 	ug_py_state_save(ts, &c->core);
 	ug_py_state_restore(ts, &c->main);
+	ug_py_locals_swap(ts, &c->locals);
 	ug_py_cstack_enter_main(ts);
 	/* the GIL stays held: main releases it after the switch */
 	ugpy.main_took = 1;
@@ -530,6 +604,7 @@ void ugreen_py_after_switch(enum ugreen_py_dir dir, int core) {
 	ug_py_cstack_enter_core(ts, &c->cstack);
 	ug_py_state_save(ts, &c->main);
 	ug_py_state_restore(ts, &c->core);
+	ug_py_locals_swap(ts, &c->locals);
 	if (!c->held)
 		PyEval_SaveThread();
 }

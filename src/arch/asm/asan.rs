@@ -10,9 +10,9 @@
 //!
 //! Where the bounds come from:
 //! * a context made on a ugreen stack: the stack's usable range, recorded by
-//!   `init_frame` in the context's reserved words;
+//!   `init_frame` in the context's `asan_stack` words;
 //! * a context saved by a switch: the bounds of the stack it was running on
-//!   (the thread-local `CURRENT`), recorded in its reserved words by the
+//!   (the thread-local `CURRENT`), recorded in its `asan_stack` words by the
 //!   switch that saves it;
 //! * a thread's own stack (bounds (0, 0) above): the range ASan reported to
 //!   the first `finish_switch_fiber` after the thread first left its own
@@ -20,7 +20,7 @@
 //!
 //! The first entry into a new context runs through [`entry_shim`], which
 //! finishes the switch before the real entry function runs. When the entry
-//! function returns, the trampoline (asm, built with `UGREEN_NO_C_SWAP`)
+//! function returns, the trampoline (asm, built with `UGREEN_ASAN`)
 //! starts the final switch to the link with a NULL `fake_stack_save`, which
 //! releases the ending fiber's fake stack.
 //!
@@ -109,7 +109,7 @@ const _: () = assert!(core::mem::size_of::<Start>() <= START_RESERVE);
 
 fn bounds_of(ctx: *const RawContext) -> Bounds {
     // SAFETY: the callers pass a valid context.
-    let (bottom, size) = unsafe { ((*ctx).reserved[0] as usize, (*ctx).reserved[1] as usize) };
+    let (bottom, size) = unsafe { ((*ctx).asan_stack[0] as usize, (*ctx).asan_stack[1] as usize) };
     if bottom == 0 {
         THREAD_STACK.with(Cell::get)
     } else {
@@ -120,8 +120,8 @@ fn bounds_of(ctx: *const RawContext) -> Bounds {
 fn record(ctx: *mut RawContext, (bottom, size): Bounds) {
     // SAFETY: the callers pass a valid context.
     unsafe {
-        (*ctx).reserved[0] = bottom as *mut c_void;
-        (*ctx).reserved[1] = size as *mut c_void;
+        (*ctx).asan_stack[0] = bottom as *mut c_void;
+        (*ctx).asan_stack[1] = size as *mut c_void;
     }
 }
 

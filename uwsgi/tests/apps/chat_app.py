@@ -4,18 +4,18 @@ POST /say (form field msg) appends a message; GET /poll?since=K answers, as soon
 there are more than K messages (or after 20 s), {"next": N, "messages": [...]}.
 A poll waits by calling uwsgi.suspend() from its response generator.
 
-bottle keeps its global request/response in threading.local() storage; all green
-threads of a worker share one OS thread, so a request that suspends (reading its
-body does) would see the next one's. They are kept in contextvars instead, which
-the ugreen plugin gives every request its own copy of.
+bottle keeps its global request/response in threading.local() storage, which the
+ugreen plugin gives every request its own copy of: stock bottle works as it is.
+With CHAT_LOCALS=contextvars in the environment they are moved to contextvars
+instead (also per request under the plugin).
 """
 import contextvars
 import json
+import os
 import time
 
 import bottle
 import uwsgi
-
 
 
 def _context_property(name):
@@ -36,9 +36,10 @@ def _context_property(name):
     return property(fget, fset, fdel, 'per-request (contextvars) property')
 
 
-bottle.LocalRequest.environ = _context_property('request.environ')
-for _name in ('_status_line', '_status_code', '_cookies', '_headers', 'body'):
-    setattr(bottle.LocalResponse, _name, _context_property('response.' + _name))
+if os.environ.get('CHAT_LOCALS') == 'contextvars':
+    bottle.LocalRequest.environ = _context_property('request.environ')
+    for _name in ('_status_line', '_status_code', '_cookies', '_headers', 'body'):
+        setattr(bottle.LocalResponse, _name, _context_property('response.' + _name))
 
 app = application = bottle.Bottle()
 MESSAGES = []

@@ -1,5 +1,6 @@
 //! x86_64 System V: the frame saved by asm/switch_x86_64_sysv_elf.S.
 
+use super::Start;
 use core::mem::{offset_of, size_of};
 
 /// One suspended context's saved state, at its saved stack pointer.
@@ -31,14 +32,6 @@ const _: () = {
     // started so, as the trampoline's `call` requires.
     assert!(size_of::<SwitchFrame>() == 64);
 };
-
-/// What the trampoline finds in callee-saved registers on first entry.
-pub(super) struct Start {
-    pub entry: usize,
-    pub arg: usize,
-    pub link: usize,
-    pub live: usize,
-}
 
 /// The frame of a context that has never run: the first swap into it pops
 /// these registers and jumps to the trampoline.
@@ -211,7 +204,7 @@ fn trampoline() -> usize {
 }
 
 /// With the `asan` feature, the ending coroutine announces the switch to its
-/// link and releases its fake stack (src/arch/asan.rs) in the trampoline,
+/// link and releases its fake stack (src/arch/asm/asan.rs) in the trampoline,
 /// where no instrumented frame of it runs any more.
 #[cfg(feature = "asan")]
 macro_rules! co_exit_asan {

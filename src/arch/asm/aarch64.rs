@@ -1,5 +1,6 @@
 //! aarch64 AAPCS64: the frame saved by asm/switch_aarch64_aapcs_elf.S.
 
+use super::Start;
 use core::mem::{offset_of, size_of};
 
 /// One suspended context's saved state, at its saved stack pointer.
@@ -27,14 +28,6 @@ const _: () = {
     // FRAME_SIZE: a multiple of 16, so sp stays aligned.
     assert!(size_of::<SwitchFrame>() == 176);
 };
-
-/// What the trampoline finds in callee-saved registers on first entry.
-pub(super) struct Start {
-    pub entry: usize,
-    pub arg: usize,
-    pub link: usize,
-    pub live: usize,
-}
 
 /// The frame of a context that has never run: the first swap into it loads
 /// these registers and returns to the trampoline.
@@ -229,7 +222,7 @@ fn trampoline() -> usize {
 }
 
 /// With the `asan` feature, the ending coroutine announces the switch to its
-/// link and releases its fake stack (src/arch/asan.rs) in the trampoline,
+/// link and releases its fake stack (src/arch/asm/asan.rs) in the trampoline,
 /// where no instrumented frame of it runs any more.
 #[cfg(feature = "asan")]
 macro_rules! co_exit_asan {
