@@ -7,13 +7,18 @@
 # 3.12 and 3.13 from pyenv ($PYENV_ROOT, default ~/.pyenv) when installed there,
 # otherwise they are reported as skipped. libugreen.a (both backends) is built on
 # the host; uWSGI and the plugin are built with the version's own Python into
-# target/uwsgi-pyX.Y. Prints each version's PASS/FAIL lines, then one summary
-# line per version; exits non-zero on any failure.
+# target/uwsgi-pyX.Y. In the chroot, the version that Debian's packaged uWSGI
+# (uwsgi-core, uwsgi-plugin-python3) is built on also runs the suite's packaged_*
+# tests against it, with the plugin built by uwsgi/build-plugin.sh. Prints each
+# version's PASS/FAIL lines, then one summary line per version; exits non-zero on
+# any failure.
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 PYENV_ROOT="${PYENV_ROOT:-$HOME/.pyenv}"
 versions=("$@")
+# Debian's packaged uWSGI in the chroot, and what its --build-plugin needs
+SID_UWSGI_PACKAGES=uwsgi-core,uwsgi-src,uwsgi-plugin-python3,uwsgi-plugin-greenlet-python3,uuid-dev,libcap-dev
 [ ${#versions[@]} -gt 0 ] || versions=(3.12 3.13 3.14 3.15)
 
 echo "==> libugreen.a (asm and ucontext backends)"
@@ -31,7 +36,7 @@ for v in "${versions[@]}"; do
 	runner=()
 	case "$v" in
 	3.14|3.15)
-		runner=("$REPO/scripts/sid-chroot.sh" --)
+		runner=("$REPO/scripts/sid-chroot.sh" --packages "$SID_UWSGI_PACKAGES" --)
 		py="python$v"
 		;;
 	*)
@@ -60,7 +65,19 @@ for v in "${versions[@]}"; do
 		continue
 	fi
 	echo "==> CPython $v: $("${runner[@]}" "$py" -c 'import sys; print(sys.version.split()[0])')"
-	"${runner[@]}" env UGREEN_UWSGI_OUT="$out" timeout -k 10 780 "$py" "$REPO/uwsgi/tests/e2e.py" | tee "$out/e2e.log"
+	packaged=()
+	if [ ${#runner[@]} -gt 0 ] && [ "$("${runner[@]}" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" = "$v" ]; then
+		echo "==> CPython $v: the plugin for Debian unstable's packaged uWSGI (uwsgi/build-plugin.sh /usr/bin/uwsgi)"
+		if ! so="$("${runner[@]}" env UGREEN_SKIP_CARGO=1 "$REPO/uwsgi/build-plugin.sh" /usr/bin/uwsgi 2> "$out/build-packaged.log" | tail -1)" \
+			|| [ -z "$so" ]; then
+			tail -30 "$out/build-packaged.log"
+			summary+=("CPython $v: the plugin build for the packaged uWSGI failed (see $out/build-packaged.log)")
+			rc=1
+			continue
+		fi
+		packaged=(UGREEN_E2E_PACKAGED_PLUGIN="$so" UGREEN_E2E_PACKAGED_NAME=sid-packaged)
+	fi
+	"${runner[@]}" env UGREEN_UWSGI_OUT="$out" "${packaged[@]}" timeout -k 10 780 "$py" "$REPO/uwsgi/tests/e2e.py" | tee "$out/e2e.log"
 	status=${PIPESTATUS[0]}
 	last="$(tail -1 "$out/e2e.log")"
 	[ -n "$last" ] || last="no result"

@@ -38,6 +38,9 @@ PACKAGED_UWSGI = os.environ.get('UGREEN_E2E_PACKAGED_UWSGI', '/usr/bin/uwsgi').s
 PACKAGED_PYTHON_PLUGIN = os.environ.get('UGREEN_E2E_PACKAGED_PYTHON', 'python3')
 PACKAGED_PLUGIN_SO = os.environ.get('UGREEN_E2E_PACKAGED_PLUGIN', '')
 PACKAGED_NAME = os.environ.get('UGREEN_E2E_PACKAGED_NAME', 'packaged')
+# 1: test_pip_install_venv installs uWSGI with the plugin into a fresh virtualenv
+# with uwsgi/pip-install.sh (run-tests.sh sets it; a few minutes)
+PIP_TEST = os.environ.get('UGREEN_E2E_PIP', '0') == '1'
 LOGDIR = os.path.join(OUT, 'test-logs')
 
 
@@ -1041,13 +1044,12 @@ def test_wrong_install_errors(opts):
 
 
 def packaged():
-    """The packaged uWSGI command and its --plugin list with this plugin; skips without one."""
-    if not shutil.which(PACKAGED_UWSGI[0]) or (len(PACKAGED_UWSGI) == 1 and not os.path.exists(PACKAGED_UWSGI[0])):
-        raise TestSkipped('no packaged uWSGI %s (Debian: uwsgi/install-deps.sh installs uwsgi-core)' % PACKAGED_UWSGI[0])
+    """The packaged uWSGI command and the plugin built for it; skips when the runner
+    built none (run-tests.sh builds it for /usr/bin/uwsgi, run-tests-pythons.sh for
+    Debian unstable's in the chroot)."""
     so = PACKAGED_PLUGIN_SO
     if not so:
-        rc, version = run_bounded(PACKAGED_UWSGI + ['--version'])
-        so = os.path.join(REPO, 'target', 'uwsgi-plugin', version.strip(), 'ugreen_plugin.so')
+        raise TestSkipped('no plugin built for a packaged uWSGI in this run (UGREEN_E2E_PACKAGED_PLUGIN)')
     if not os.path.exists(so):
         raise TestFailure('%s missing: build it with uwsgi/build-plugin.sh %s' % (so, PACKAGED_UWSGI[-1]))
     return PACKAGED_UWSGI, so
@@ -1113,14 +1115,43 @@ def test_packaged_wrong_install_errors(opts):
         wrong_install('--ugreen with --greenlet', cmd + ['--plugin', '%s,%s,greenlet_%s' % (py, so, py)],
                       'another async engine', extra=['--greenlet']),
     ]
-    # a plugin built for another uWSGI (same root only: a plugin built in a chroot
-    # may need a newer C library than the host's)
+    # a plugin built for another uWSGI, both ways (the second where uwsgi-base runs:
+    # not in a chroot whose uwsgi-base was built on the host)
     rc, version = run_bounded(cmd + ['--version'])
-    if len(cmd) == 1 and version.strip() != '2.0.31':
-        out.append(wrong_install('the plugin built by uwsgi-base 2.0.31 in uWSGI %s' % version.strip(),
-                                 cmd + ['--plugin', '%s,%s' % (py, PLUGIN_SO)], 'built for uWSGI 2.0.31 but loaded into'))
-        out.append(wrong_install('the plugin built for uWSGI %s in uwsgi-base 2.0.31' % version.strip(),
-                                 [UWSGI_BASE, '--plugin', so], 'built for uWSGI %s but loaded into uWSGI 2.0.31' % version.strip()))
+    version = version.strip()
+    if version != '2.0.31':
+        out.append(wrong_install('the plugin built by uwsgi-base 2.0.31 in uWSGI %s' % version,
+                                 cmd + ['--plugin', '%s,%s' % (py, PLUGIN_SO)],
+                                 'built for uWSGI 2.0.31 but loaded into uWSGI %s' % version))
+        rc, base_version = run_bounded([UWSGI_BASE, '--version'])
+        if rc == 0 and base_version.strip() == '2.0.31':
+            out.append(wrong_install('the plugin built for uWSGI %s in uwsgi-base 2.0.31' % version,
+                                     [UWSGI_BASE, '--plugin', so], 'built for uWSGI %s but loaded into uWSGI 2.0.31' % version))
+    return '; '.join(out)
+
+
+def test_pip_install_venv(opts):
+    """uwsgi/pip-install.sh into a fresh virtualenv, then that venv's uwsgi serves
+    the stress and isolation apps with --ugreen."""
+    if not PIP_TEST:
+        raise TestSkipped('UGREEN_E2E_PIP=1 runs it (uwsgi/run-tests.sh does)')
+    venv = os.path.join(OUT, 'pip-venv')
+    shutil.rmtree(venv, ignore_errors=True)
+    logpath = os.path.join(LOGDIR, 'pip-install.log')
+    os.makedirs(LOGDIR, exist_ok=True)
+    t0 = time.monotonic()
+    with open(logpath, 'w') as logf:
+        r = subprocess.run([os.path.join(REPO, 'uwsgi', 'pip-install.sh'), venv], stdout=logf, stderr=subprocess.STDOUT,
+                           stdin=subprocess.DEVNULL, env=dict(os.environ, PYTHON=sys.executable), timeout=900)
+    took = time.monotonic() - t0
+    with open(logpath, errors='replace') as f:
+        log = f.read()
+    if r.returncode != 0:
+        raise TestFailure('pip-install.sh failed (exit %d):\n%s' % (r.returncode, log[-3000:]))
+    uwsgi = os.path.join(venv, 'bin', 'uwsgi')
+    out = ['pip-install.sh %s: %.0f s' % (os.path.relpath(venv, REPO), took)]
+    out.append(stress('pip-stress', uwsgi, None, opts.requests))
+    out.append(isolation('pip-isolation', uwsgi, None))
     return '; '.join(out)
 
 
@@ -1165,6 +1196,7 @@ TESTS = [
     test_packaged_threadlocal,
     test_packaged_reload_sighup,
     test_packaged_max_requests,
+    test_pip_install_venv,
 ]
 
 

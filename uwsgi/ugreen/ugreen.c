@@ -496,7 +496,7 @@ __attribute__((constructor)) static void ug_on_load(void) {
 	if (!dladdr((void *) ug_on_load, &self) || !dladdr((void *) &uwsgi, &core) || self.dli_fbase == core.dli_fbase)
 		return; /* embedded in the uwsgi binary: built with it */
 	const char *path = self.dli_fname ? self.dli_fname : "ugreen_plugin.so";
-	static const char rebuild[] = "rebuild the plugin with the uwsgi binary that loads it: `uwsgi --build-plugin <the plugin's source directory>` (see uwsgi/README.md of ugreen)";
+	static const char rebuild[] = "rebuild the plugin with the uwsgi binary that loads it: `uwsgi/build-plugin.sh UWSGI` in ugreen's checkout, or `UWSGI --build-plugin <the plugin's source directory>` (see uwsgi/README.md of ugreen)";
 #ifdef UWSGI_VERSION
 	const char *built = UWSGI_VERSION;
 #else
