@@ -68,7 +68,8 @@ for v in "${versions[@]}"; do
 	packaged=()
 	if [ ${#runner[@]} -gt 0 ] && [ "$("${runner[@]}" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" = "$v" ]; then
 		echo "==> CPython $v: the plugin for Debian unstable's packaged uWSGI (uwsgi/build-plugin.sh /usr/bin/uwsgi)"
-		if ! so="$("${runner[@]}" env UGREEN_SKIP_CARGO=1 "$REPO/uwsgi/build-plugin.sh" /usr/bin/uwsgi 2> "$out/build-packaged.log" | tail -1)" \
+		if ! so="$("${runner[@]}" env UGREEN_SKIP_CARGO=1 UGREEN_LIB="$lib_asm" UGREEN_NATIVE_LIBS="$native_libs" \
+			"$REPO/uwsgi/build-plugin.sh" /usr/bin/uwsgi 2> "$out/build-packaged.log" | tail -1)" \
 			|| [ -z "$so" ]; then
 			tail -30 "$out/build-packaged.log"
 			summary+=("CPython $v: the plugin build for the packaged uWSGI failed (see $out/build-packaged.log)")
