@@ -118,7 +118,11 @@ const char *ugreen_backend(void);
 enum ugreen_result ugreen_stack_new(size_t pages, struct ugreen_stack **out);
 
 /**
- * Unmaps a stack. NULL is ignored.
+ * Unmaps a stack. NULL is ignored. A stack that is still in use (a
+ * context made on it has not finished: it is suspended or running) is never
+ * unmapped under that context: its mapping is leaked instead. Call
+ * ugreen_stack_abandon first for a stack whose context will never run
+ * again.
  *
  * # Safety
  * `stack` is NULL or a pointer from `ugreen_stack_new` not freed before, and
@@ -144,6 +148,8 @@ size_t ugreen_stack_pages(const struct ugreen_stack *stack);
 
 /**
  * Whether a context made on the stack has not finished yet; false for NULL.
+ * It turns false only once the finished context has left the stack for
+ * good, so another thread may free the stack as soon as it reads false.
  *
  * # Safety
  * `stack` is NULL or a live stack.
@@ -156,7 +162,9 @@ bool ugreen_stack_in_use(const struct ugreen_stack *stack);
  * by page residency (mincore(2)) when called; nothing is prepared at
  * creation, so it costs nothing until asked. A page swapped out under
  * memory pressure counts as untouched. Use it to size stacks (uWSGI's
- * `--ugreen-stacksize`) from real workloads.
+ * `--ugreen-stacksize`) from real workloads. It uses little stack: it may
+ * be called from a green thread on a one-page stack, the one it measures
+ * included.
  *
  * Errors: NULL_ARGUMENT if `stack` or `out` is NULL; SYSTEM_ERROR if
  * mincore fails. `*out` is written only on success.
@@ -226,7 +234,9 @@ enum ugreen_result ugreen_stack_set_label(struct ugreen_stack *stack, const char
  * outlives the context, and no other thread makes a context on it at the
  * same time; `link` is NULL or a context that is suspended
  * whenever `entry` returns; `entry` must not unwind (C++ exceptions,
- * longjmp out of it).
+ * longjmp out of it). Resume the context on the OS thread that made it,
+ * unless its code is written for migration: compilers keep addresses of
+ * thread-local data (errno, _Thread_local, pthread_self()) across a swap.
  */
 enum ugreen_result ugreen_context_make(struct ugreen_context *ctx, struct ugreen_stack *stack, void (*entry)(void *arg), void *arg, struct ugreen_context *link);
 
@@ -243,8 +253,15 @@ bool ugreen_context_is_suspended(const struct ugreen_context *ctx);
  * Saves the current context into `from` and resumes `to`; returns when
  * something swaps back into `from`. The hot path: the assembly routine
  * itself, no wrapper. It saves the callee-saved registers and the FP
- * control state (MXCSR and x87 control word on x86_64, FPCR on aarch64),
- * never the signal mask.
+ * control state, never the signal mask.
+ *
+ * Per context: on x86_64 MXCSR (control bits and status flags) and the
+ * x87 control word, on aarch64 FPCR. Per OS thread (shared by every
+ * context of a thread): the signal mask, the x87 status word, aarch64
+ * FPSR, and thread-local data, whose addresses compiled code keeps
+ * across a swap: resume a context on the thread that made it unless
+ * its code is written for migration. Do not swap from a signal handler
+ * (preemption is not supported).
  *
  * `to` is marked running (no longer suspended) by the swap, so a second
  * swap into a running or finished context is caught: if `from` or `to`
@@ -261,17 +278,24 @@ extern void ugreen_context_swap(struct ugreen_context *from, struct ugreen_conte
  * Installs a SIGSEGV/SIGBUS handler that reports an overflow of a ugreen
  * stack with one line on stderr naming the stack's label and size, then
  * runs the handler installed before it (or restores the default action, so
- * the process dies by the signal). Faults elsewhere behave as without it.
- * Also gives the calling thread an alternate signal stack. Idempotent.
+ * the process dies by the signal). Stacks mapped before the call are named
+ * too. Any other SIGSEGV/SIGBUS gets the effect the previous action would
+ * have given it, as the kernel applies it: a previous handler runs with its
+ * sa_mask, SA_NODEFER, SA_RESETHAND and SA_SIGINFO honoured; the default
+ * action kills, also for a sent signal (raise, kill); SIG_IGN ignores a sent
+ * signal (a fault cannot be ignored). Also gives the calling thread an
+ * alternate signal stack. Idempotent.
  *
  * Errors: SYSTEM_ERROR if sigaction or sigaltstack fails.
  */
 enum ugreen_result ugreen_overflow_handler_install(void);
 
 /**
- * Gives the calling thread an alternate signal stack (if it has none), so
- * the overflow handler can run on it. Only needed on threads other than
- * the one that called `ugreen_overflow_handler_install`.
+ * Gives the calling thread an alternate signal stack of 64 KiB if it has
+ * none, so the overflow handler can run on it; an alternate stack the thread
+ * already has is kept. The one mapped here is unmapped when the thread
+ * exits. Only needed on threads other than the one that called
+ * `ugreen_overflow_handler_install`.
  */
 enum ugreen_result ugreen_overflow_thread_init(void);
 

@@ -38,7 +38,7 @@ logs="$(cd "$logs" && pwd)"
 # Rust tests not run under valgrind: they only start child processes (whose
 # crashes are the point) or run other programs.
 SKIP=(
-    crash_scenarios              # tests/raw.rs: children that crash on purpose
+    scenarios_in_child_processes # tests/raw.rs: children that end the process on purpose
     gdb_backtrace                # tests/gdb.rs: runs gdb
     rounding_mode_is_per_context # tests/regs.rs: valgrind computes in round-to-nearest only
     coroutine_shares_fp_control  # tests/regs.rs: the same

@@ -147,3 +147,26 @@ pub(crate) extern "C" fn ugreen_internal_no_link() -> ! {
         b"a context made without a link returned from its entry function; nothing to resume",
     ])
 }
+
+/// The personality routine of the entry trampolines (their unwind
+/// information names it): an exception, or a forced unwind, that leaves a
+/// context's entry function reaches it in the unwinder's first phase and
+/// ends the process with a message. Without it, the trampoline's unwind
+/// information, which continues into the resumer so that backtraces walk out
+/// of a green thread, would let the resumer catch the exception and run on
+/// while its own stack is still marked in use. Backtraces do not call
+/// personality routines, so they are unaffected.
+///
+/// cbindgen:ignore
+#[no_mangle]
+pub(crate) extern "C" fn ugreen_internal_entry_personality(
+    _version: core::ffi::c_int,
+    _actions: core::ffi::c_int,
+    _exception_class: u64,
+    _exception: *mut c_void,
+    _context: *mut c_void,
+) -> core::ffi::c_int {
+    crate::diag::fatal(&[
+        b"an exception (or unwind) escaped a context's entry function; entry functions must not unwind",
+    ])
+}

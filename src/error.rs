@@ -1,3 +1,4 @@
+use core::ffi::CStr;
 use std::fmt;
 
 /// What a fallible ugreen operation reports.
@@ -18,13 +19,22 @@ pub enum Error {
 }
 
 impl Error {
-    /// A static, human-readable description.
+    /// A static, human-readable description: the one text of this error,
+    /// also what `ugreen_result_str` returns for its C result code.
     pub const fn as_str(self) -> &'static str {
+        match self.as_c_str().to_str() {
+            Ok(s) => s,
+            Err(_) => unreachable!(),
+        }
+    }
+
+    /// [`Error::as_str`], NUL-terminated.
+    pub(crate) const fn as_c_str(self) -> &'static CStr {
         match self {
-            Error::InvalidSize => "invalid size: zero, overflowing or beyond the maximum",
-            Error::OutOfMemory => "out of memory: the system refused the mapping",
-            Error::WrongState => "wrong state: the stack or context is in use",
-            Error::System => "a system call failed",
+            Error::InvalidSize => c"invalid size: zero, overflowing or beyond the maximum",
+            Error::OutOfMemory => c"out of memory: the system refused the mapping",
+            Error::WrongState => c"wrong state: the stack or context is in use",
+            Error::System => c"a system call failed",
         }
     }
 }

@@ -6,7 +6,7 @@
 //! backed is the deepest point reached. `mincore(2)` reports which pages are
 //! backed, so the high-water mark needs no preparation when the stack is
 //! created (no canary fill, which would touch and commit every page) and
-//! costs one system call per 4096 pages of stack when asked for.
+//! costs one system call per 128 pages of stack when asked for.
 //!
 //! Properties of the measure:
 //! * page granularity: the result is a multiple of the page size, rounded up
@@ -18,13 +18,19 @@
 //!   (an under-estimate only under memory pressure with swap);
 //! * stacks are mapped with `MADV_NOHUGEPAGE` so that transparent huge pages
 //!   cannot back (and mark) more than the pages actually used.
+//!
+//! It may be called from a green thread on the very stack it measures, and
+//! that stack may be a single page: the residency buffer is small (128
+//! bytes), so a query costs one system call per 128 pages (512 KiB with 4
+//! KiB pages) until it finds the deepest touched page.
 
 use crate::error::Error;
 use crate::stack::{page_size, Stack};
 use std::io;
 
-/// Pages asked about per `mincore` call.
-const CHUNK: usize = 4096;
+/// Pages asked about per `mincore` call: also the bytes of the residency
+/// buffer on the caller's stack, which may be a one-page green stack.
+const CHUNK: usize = 128;
 
 impl Stack {
     /// The number of bytes of this stack that were ever used, counted from
@@ -35,7 +41,9 @@ impl Stack {
     ///
     /// Measured by page residency (`mincore(2)`) when called: nothing is
     /// prepared when the stack is created, and each call makes one system
-    /// call per 4096 pages until it finds the deepest touched page. A page
+    /// call per 128 pages until it finds the deepest touched page. Uses
+    /// little stack: it may run on a one-page green stack, even the one it
+    /// measures. A page
     /// the kernel swapped out counts as untouched until it is touched again.
     /// If the kernel refuses the query, returns [`Stack::size`]: the mark is
     /// never under-reported because of an error.

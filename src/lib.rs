@@ -28,8 +28,9 @@ mod error;
 pub mod ffi;
 mod high_water;
 pub mod overflow;
+mod registry;
 mod stack;
-mod tools;
+mod valgrind;
 
 pub use context::{EntryFn, RawContext};
 pub use coroutine::{Coroutine, CoroutineResult, Yielder};

@@ -1,222 +1,144 @@
 //! Stack-overflow diagnostics: an opt-in SIGSEGV/SIGBUS handler that names
 //! the green thread whose stack overflowed.
 //!
-//! Every [`Stack`] is recorded in a lock-free registry when mapped (and
-//! removed when unmapped). Once [`install`] has run, a fault inside the guard
-//! page of a recorded stack, or with the stack pointer in it, prints one line:
+//! Every [`Stack`] is recorded in a lock-free registry while
+//! it is mapped (src/registry.rs). Once [`install`] has run, a fault inside
+//! the guard page of a recorded stack, or with the stack pointer in it,
+//! prints one line:
 //!
 //! ```text
 //! ugreen: stack overflow in green thread "core 17" (stack of 64 pages = 256 KiB, fault at 0x7f..); give it a larger stack
 //! ```
 //!
-//! and then, for every fault (ours or not), the handler that was installed
-//! before it runs, exactly as it would have without ugreen; if there was none,
-//! the default action is restored and the faulting instruction re-executed,
-//! so the process still dies by that signal.
+//! and then every signal (an overflow or not) gets the effect it would have
+//! had without ugreen, as the kernel would give it:
+//!
+//! * a previous handler runs with the mask the kernel would set (the
+//!   interrupted mask, plus its `sa_mask`, plus the signal unless
+//!   `SA_NODEFER`), with one or three arguments (`SA_SIGINFO`), and
+//!   `SA_RESETHAND` restores the default action before it runs;
+//! * the default action (`SIG_DFL`): restored, and then a fault re-executes
+//!   its instruction, while a signal that no fault raised (`raise`, `kill`,
+//!   `sigqueue`: `si_code <= 0`) is sent again to the thread; either way the
+//!   process dies by it;
+//! * `SIG_IGN`: a sent signal is ignored; a fault cannot be, so it gets the
+//!   default action (as the kernel does).
 //!
 //! The handler runs on an alternate signal stack, which [`install`] sets up
 //! for the calling thread (and fork children inherit); other threads that run
 //! green threads call [`prepare_thread`].
 
 use crate::diag::{fmt_usize, write_stderr};
+use crate::registry;
 use crate::stack::{page_size, Stack, StackMeta};
+use core::cell::{RefCell, UnsafeCell};
+use core::mem::MaybeUninit;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::io;
+use std::sync::Mutex;
 
-const SLOTS_PER_CHUNK: usize = 128;
+/// The actions [`install`] replaced, for SIGSEGV and SIGBUS.
+struct Previous([UnsafeCell<MaybeUninit<libc::sigaction>>; 2]);
 
-const FREE: usize = 0;
-const WRITING: usize = 1;
-const PUBLISHED: usize = 2;
+// SAFETY: written only by the one `install` call that moves `STATE` from
+// NOT_INSTALLED to INSTALLING, before it installs the handler (which is the
+// only reader); never written again once the handler may run.
+unsafe impl Sync for Previous {}
 
-struct Slot {
-    state: AtomicUsize,
-    /// Lower guard page `[lo, lo + page)`, and the end of the mapping.
-    lo: AtomicUsize,
-    end: AtomicUsize,
-    pages: AtomicUsize,
-    meta: AtomicPtr<StackMeta>,
+static PREVIOUS: Previous = Previous([
+    UnsafeCell::new(MaybeUninit::uninit()),
+    UnsafeCell::new(MaybeUninit::uninit()),
+]);
+
+const NOT_INSTALLED: usize = 0;
+const INSTALLING: usize = 1;
+const INSTALLED: usize = 2;
+static STATE: AtomicUsize = AtomicUsize::new(NOT_INSTALLED);
+
+const SIGNALS: [libc::c_int; 2] = [libc::SIGSEGV, libc::SIGBUS];
+
+fn previous_slot(sig: libc::c_int) -> *mut MaybeUninit<libc::sigaction> {
+    PREVIOUS.0[usize::from(sig == libc::SIGBUS)].get()
 }
-
-struct Chunk {
-    slots: [Slot; SLOTS_PER_CHUNK],
-    next: AtomicPtr<Chunk>,
-}
-
-#[allow(clippy::declare_interior_mutable_const)]
-const EMPTY_SLOT: Slot = Slot {
-    state: AtomicUsize::new(FREE),
-    lo: AtomicUsize::new(0),
-    end: AtomicUsize::new(0),
-    pages: AtomicUsize::new(0),
-    meta: AtomicPtr::new(ptr::null_mut()),
-};
-
-static REGISTRY: Chunk = Chunk {
-    slots: [EMPTY_SLOT; SLOTS_PER_CHUNK],
-    next: AtomicPtr::new(ptr::null_mut()),
-};
-
-/// Calls `f` on every chunk until it returns true. Chunks are never freed.
-fn chunks(mut f: impl FnMut(&'static Chunk) -> bool) {
-    let mut chunk: &'static Chunk = &REGISTRY;
-    loop {
-        if f(chunk) {
-            return;
-        }
-        let next = chunk.next.load(Ordering::Acquire);
-        if next.is_null() {
-            return;
-        }
-        // SAFETY: chunks are leaked boxes, never freed.
-        chunk = unsafe { &*next };
-    }
-}
-
-/// The chunk where the last slot was freed or taken: registration looks
-/// there first, so creating many stacks does not rescan the full chunks.
-static HINT: AtomicPtr<Chunk> = AtomicPtr::new(ptr::null_mut());
-
-/// Takes a free slot of `chunk` for the stack; returns its index.
-fn claim_in(chunk: &'static Chunk, stack: &Stack) -> Option<usize> {
-    let (lo, end) = stack.mapping();
-    for (i, slot) in chunk.slots.iter().enumerate() {
-        if slot.state.load(Ordering::Relaxed) == FREE
-            && slot
-                .state
-                .compare_exchange(FREE, WRITING, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-        {
-            slot.lo.store(lo, Ordering::Relaxed);
-            slot.end.store(end, Ordering::Relaxed);
-            slot.pages.store(stack.pages(), Ordering::Relaxed);
-            slot.meta.store(
-                stack.meta() as *const StackMeta as *mut StackMeta,
-                Ordering::Relaxed,
-            );
-            slot.state.store(PUBLISHED, Ordering::Release);
-            return Some(i);
-        }
-    }
-    None
-}
-
-/// Records `stack` for the handler; returns where, for `deregister`.
-pub(crate) fn register(stack: &Stack) -> (usize, usize) {
-    let hint = HINT.load(Ordering::Relaxed);
-    if !hint.is_null() {
-        // SAFETY: chunks are never freed.
-        let chunk: &'static Chunk = unsafe { &*hint };
-        if let Some(i) = claim_in(chunk, stack) {
-            return (chunk as *const Chunk as usize, i);
-        }
-    }
-    loop {
-        let mut found = None;
-        let mut last: &'static Chunk = &REGISTRY;
-        chunks(|chunk| {
-            last = chunk;
-            found = claim_in(chunk, stack).map(|i| (chunk, i));
-            found.is_some()
-        });
-        if let Some((chunk, i)) = found {
-            HINT.store(chunk as *const Chunk as *mut Chunk, Ordering::Relaxed);
-            return (chunk as *const Chunk as usize, i);
-        }
-        // Every slot taken: append a chunk (or use the one another thread appended).
-        let fresh = Box::into_raw(Box::new(Chunk {
-            slots: [EMPTY_SLOT; SLOTS_PER_CHUNK],
-            next: AtomicPtr::new(ptr::null_mut()),
-        }));
-        if last
-            .next
-            .compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            // SAFETY: `fresh` was never published.
-            drop(unsafe { Box::from_raw(fresh) });
-        }
-    }
-}
-
-/// Frees the slot `register` returned.
-pub(crate) fn deregister((chunk, index): (usize, usize)) {
-    // SAFETY: `chunk` came from `register`; chunks are never freed.
-    let chunk_ref: &'static Chunk = unsafe { &*(chunk as *const Chunk) };
-    let slot = &chunk_ref.slots[index];
-    slot.state.store(WRITING, Ordering::Relaxed);
-    slot.meta.store(ptr::null_mut(), Ordering::Relaxed);
-    slot.state.store(FREE, Ordering::Release);
-    HINT.store(chunk as *mut Chunk, Ordering::Relaxed);
-}
-
-/// A registered stack whose lower guard page holds `addr` (or `sp`).
-struct Hit {
-    pages: usize,
-    meta: *const StackMeta,
-}
-
-fn find_overflow(addr: usize, sp: usize) -> Option<Hit> {
-    let page = page_size();
-    let mut hit = None;
-    chunks(|chunk| {
-        for slot in &chunk.slots {
-            if slot.state.load(Ordering::Acquire) != PUBLISHED {
-                continue;
-            }
-            let lo = slot.lo.load(Ordering::Relaxed);
-            let in_guard = |a: usize| a >= lo && a < lo + page;
-            if in_guard(addr) || in_guard(sp) {
-                hit = Some(Hit {
-                    pages: slot.pages.load(Ordering::Relaxed),
-                    meta: slot.meta.load(Ordering::Relaxed),
-                });
-                return true;
-            }
-        }
-        false
-    });
-    hit
-}
-
-static INSTALLED: AtomicBool = AtomicBool::new(false);
-static mut PREVIOUS_SEGV: core::mem::MaybeUninit<libc::sigaction> =
-    core::mem::MaybeUninit::uninit();
-static mut PREVIOUS_BUS: core::mem::MaybeUninit<libc::sigaction> = core::mem::MaybeUninit::uninit();
 
 const ADVICE_MAX: usize = 192;
+/// The advice bytes, atomics so that `set_advice` on one thread and the
+/// handler on another never race; `ADVICE_LEN` is 0 while they change.
+static ADVICE: [AtomicU8; ADVICE_MAX] = [const { AtomicU8::new(0) }; ADVICE_MAX];
 static ADVICE_LEN: AtomicUsize = AtomicUsize::new(0);
-static mut ADVICE: [u8; ADVICE_MAX] = [0; ADVICE_MAX];
+/// Serializes writers of `ADVICE`.
+static ADVICE_WRITER: Mutex<()> = Mutex::new(());
 const DEFAULT_ADVICE: &[u8] = b"give it a larger stack";
 
 /// Replaces the advice at the end of the overflow line (default: "give it a
 /// larger stack"), e.g. with the option that sets the stack size. Truncated
-/// to 192 bytes. Call it before green threads run.
+/// to 192 bytes. Callable from any thread; an overflow reported while it
+/// runs may print the default advice.
 pub fn set_advice(advice: &str) {
     let mut len = advice.len().min(ADVICE_MAX);
     while !advice.is_char_boundary(len) {
         len -= 1;
     }
+    let _writer = ADVICE_WRITER.lock().unwrap_or_else(|e| e.into_inner());
     ADVICE_LEN.store(0, Ordering::Release);
-    // SAFETY: the handler reads only `ADVICE_LEN` bytes, 0 while this writes.
-    unsafe { (&mut *ptr::addr_of_mut!(ADVICE))[..len].copy_from_slice(&advice.as_bytes()[..len]) };
+    for (slot, &byte) in ADVICE.iter().zip(&advice.as_bytes()[..len]) {
+        slot.store(byte, Ordering::Relaxed);
+    }
     ADVICE_LEN.store(len, Ordering::Release);
 }
 
 /// Size of the alternate signal stack [`prepare_thread`] maps.
 const ALT_STACK_SIZE: usize = 64 * 1024;
 
-/// Gives the calling thread an alternate signal stack if it has none (or one
-/// smaller than 64 KiB), so the handler can run when the thread's current
-/// stack is exhausted.
+/// An alternate signal stack mapped by [`prepare_thread`]: disabled and
+/// unmapped when its thread exits.
+struct AltStack(Option<Stack>);
+
+impl Drop for AltStack {
+    fn drop(&mut self) {
+        let Some(stack) = self.0.take() else { return };
+        let mut current: libc::stack_t = unsafe_zeroed();
+        // SAFETY: querying only; `current` is a valid out-parameter.
+        let queried = unsafe { libc::sigaltstack(ptr::null(), &mut current) } == 0;
+        let ours = queried && current.ss_sp == stack.bottom().cast();
+        if !queried || (ours && current.ss_flags & libc::SS_ONSTACK != 0) {
+            // Unknown, or a handler runs on it right now: keep it mapped.
+            core::mem::forget(stack);
+            return;
+        }
+        if ours && current.ss_flags & libc::SS_DISABLE == 0 {
+            let off = libc::stack_t {
+                ss_sp: ptr::null_mut(),
+                ss_flags: libc::SS_DISABLE,
+                ss_size: 0,
+            };
+            // SAFETY: disables the alternate stack of this thread, which no
+            // handler is running on (checked above).
+            if unsafe { libc::sigaltstack(&off, ptr::null_mut()) } != 0 {
+                core::mem::forget(stack);
+                return;
+            }
+        }
+        drop(stack);
+    }
+}
+
+thread_local! {
+    static ALT_STACK: RefCell<AltStack> = const { RefCell::new(AltStack(None)) };
+}
+
+/// Gives the calling thread an alternate signal stack of 64 KiB if it has
+/// none, so the handler can run when the thread's current stack is
+/// exhausted. An alternate stack the thread already has is kept. The one
+/// mapped here is unmapped when the thread exits.
 pub fn prepare_thread() -> io::Result<()> {
     let mut current: libc::stack_t = unsafe_zeroed();
     // SAFETY: querying only; `current` is a valid out-parameter.
     if unsafe { libc::sigaltstack(ptr::null(), &mut current) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    if current.ss_flags & libc::SS_DISABLE == 0 && current.ss_size >= ALT_STACK_SIZE {
+    if current.ss_flags & libc::SS_DISABLE == 0 {
         return Ok(());
     }
     let alt = Stack::with_bytes(ALT_STACK_SIZE)
@@ -226,12 +148,19 @@ pub fn prepare_thread() -> io::Result<()> {
         ss_flags: 0,
         ss_size: alt.size(),
     };
-    // SAFETY: `new` describes memory that stays mapped for the life of the
-    // process (leaked below).
+    // SAFETY: `new` describes memory that stays mapped until the thread
+    // exits (AltStack's Drop disables it before unmapping) or for the life
+    // of the process (leaked below when the thread has no destructors left).
     if unsafe { libc::sigaltstack(&new, ptr::null_mut()) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    core::mem::forget(alt);
+    let mut alt = Some(alt);
+    // Kept in a thread-local whose destructor unmaps it at thread exit;
+    // when thread-locals are already being destroyed, kept mapped for good.
+    let _ = ALT_STACK.try_with(|slot| slot.borrow_mut().0 = alt.take());
+    if let Some(alt) = alt {
+        core::mem::forget(alt);
+    }
     Ok(())
 }
 
@@ -240,33 +169,44 @@ fn unsafe_zeroed<T>() -> T {
     unsafe { core::mem::zeroed() }
 }
 
-/// Installs the handler for SIGSEGV and SIGBUS, remembering the handlers it
+/// Installs the handler for SIGSEGV and SIGBUS, remembering the actions it
 /// replaces, and gives the calling thread an alternate signal stack. A
 /// second call does nothing.
 pub fn install() -> io::Result<()> {
     prepare_thread()?;
-    if INSTALLED.swap(true, Ordering::AcqRel) {
+    if STATE
+        .compare_exchange(
+            NOT_INSTALLED,
+            INSTALLING,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_err()
+    {
         return Ok(());
     }
     let mut action: libc::sigaction = unsafe_zeroed();
     action.sa_sigaction = handler as *const () as usize;
     action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-    // SAFETY: `sa_mask` is a valid sigset_t to initialise; the previous
-    // actions are written before the new handler can read them (they are
-    // only read by the handler, which is installed by these very calls and
-    // reads the slot of the signal it handles).
+    // SAFETY: `sa_mask` is a valid sigset_t to initialise. This call owns
+    // PREVIOUS (it moved STATE to INSTALLING): each slot is written by the
+    // sigaction call that installs the handler, before the handler can run.
     unsafe {
         libc::sigemptyset(&mut action.sa_mask);
-        for (sig, prev) in [
-            (libc::SIGSEGV, ptr::addr_of_mut!(PREVIOUS_SEGV)),
-            (libc::SIGBUS, ptr::addr_of_mut!(PREVIOUS_BUS)),
-        ] {
-            if libc::sigaction(sig, &action, (*prev).as_mut_ptr()) != 0 {
-                INSTALLED.store(false, Ordering::Release);
-                return Err(io::Error::last_os_error());
+        for (i, &sig) in SIGNALS.iter().enumerate() {
+            if libc::sigaction(sig, &action, (*previous_slot(sig)).as_mut_ptr()) != 0 {
+                let err = io::Error::last_os_error();
+                // Put back what was replaced, so that nothing reads PREVIOUS
+                // while a later install writes it.
+                for &done in &SIGNALS[..i] {
+                    libc::sigaction(done, (*previous_slot(done)).as_ptr(), ptr::null_mut());
+                }
+                STATE.store(NOT_INSTALLED, Ordering::Release);
+                return Err(err);
             }
         }
     }
+    STATE.store(INSTALLED, Ordering::Release);
     Ok(())
 }
 
@@ -287,17 +227,26 @@ fn interrupted_sp(_uc: *const libc::ucontext_t) -> usize {
     0
 }
 
+/// Whether the signal was sent (`kill`, `raise`, `sigqueue`, `tgkill`)
+/// rather than raised by a faulting instruction.
+fn was_sent(info: *const libc::siginfo_t) -> bool {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    unsafe { (*info).si_code <= 0 }
+}
+
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo for SIGSEGV/SIGBUS.
-    let addr = unsafe { (*info).si_addr() } as usize;
-    let sp = interrupted_sp(uc.cast());
-    if let Some(hit) = find_overflow(addr, sp) {
-        report(&hit, addr);
+    if !was_sent(info) {
+        // SAFETY: the kernel passes a valid siginfo for SIGSEGV/SIGBUS.
+        let addr = unsafe { (*info).si_addr() } as usize;
+        let sp = interrupted_sp(uc.cast());
+        if let Some(hit) = registry::find_guard_hit(addr, sp, page_size()) {
+            report(&hit, addr);
+        }
     }
     chain(sig, info, uc);
 }
 
-fn report(hit: &Hit, addr: usize) {
+fn report(hit: &registry::Record, addr: usize) {
     let mut pages_buf = [0u8; 20];
     let mut kib_buf = [0u8; 20];
     let pages = fmt_usize(hit.pages, &mut pages_buf);
@@ -309,15 +258,19 @@ fn report(hit: &Hit, addr: usize) {
         let nibble = (addr >> ((15 - i) * 4)) & 0xf;
         hex[2 + i] = b"0123456789abcdef"[nibble];
     }
-    // SAFETY: the slot's metadata belongs to the faulting stack, which is
-    // still mapped (a thread cannot overflow a stack that was unmapped).
-    let label = unsafe { (*hit.meta).label_bytes() };
+    // SAFETY: stack.rs records its StackMeta as the owner, and it stays
+    // valid while recorded; the faulting stack is still mapped (a thread
+    // cannot overflow a stack that was unmapped).
+    let label = unsafe { (*hit.owner.cast::<StackMeta>()).label_bytes() };
+    let mut advice_buf = [0u8; ADVICE_MAX];
     let advice_len = ADVICE_LEN.load(Ordering::Acquire);
-    // SAFETY: the first `advice_len` bytes were published by set_advice.
+    for (byte, slot) in advice_buf.iter_mut().zip(&ADVICE[..advice_len]) {
+        *byte = slot.load(Ordering::Relaxed);
+    }
     let advice: &[u8] = if advice_len == 0 {
         DEFAULT_ADVICE
     } else {
-        unsafe { &(&*ptr::addr_of!(ADVICE))[..advice_len] }
+        &advice_buf[..advice_len]
     };
     write_stderr(&[
         b"ugreen: stack overflow in green thread \"",
@@ -338,35 +291,68 @@ fn report(hit: &Hit, addr: usize) {
     ]);
 }
 
-/// Runs the handler installed before ours, or restores the default action.
+/// Restores the default action of `sig` (which also removes this handler).
+fn reset_default(sig: libc::c_int) {
+    let mut dfl: libc::sigaction = unsafe_zeroed();
+    dfl.sa_sigaction = libc::SIG_DFL;
+    // SAFETY: plain sigaction call with a valid action.
+    unsafe { libc::sigaction(sig, &dfl, ptr::null_mut()) };
+}
+
+/// Gives the signal the effect the action installed before ours would have
+/// given it, as the kernel would (see the module documentation).
 fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
-    let prev = if sig == libc::SIGBUS {
-        ptr::addr_of!(PREVIOUS_BUS)
-    } else {
-        ptr::addr_of!(PREVIOUS_SEGV)
-    };
     // SAFETY: written by install() before the handler was installed.
-    let prev: libc::sigaction = unsafe { (*prev).assume_init_read() };
+    let prev: libc::sigaction = unsafe { (*previous_slot(sig)).assume_init_read() };
     let target = prev.sa_sigaction;
-    if target == libc::SIG_DFL || target == libc::SIG_IGN {
-        // A fault cannot be ignored: restore the default action and return,
-        // so the faulting instruction re-executes and the process dies by it.
-        let mut dfl: libc::sigaction = unsafe_zeroed();
-        dfl.sa_sigaction = libc::SIG_DFL;
-        // SAFETY: plain sigaction call with a valid action.
-        unsafe { libc::sigaction(sig, &dfl, ptr::null_mut()) };
+    let sent = was_sent(info);
+    if target == libc::SIG_IGN && sent {
         return;
     }
-    // SAFETY: calling the previously installed handler the way the kernel
-    // would have (three arguments with SA_SIGINFO, one without).
+    if target == libc::SIG_DFL || target == libc::SIG_IGN {
+        // The default action (a fault cannot be ignored). A fault kills when
+        // its instruction re-executes on return; a sent signal is sent again,
+        // to this thread: it is blocked until this handler returns, and then
+        // delivered with the default action.
+        reset_default(sig);
+        if sent {
+            // SAFETY: raise has no preconditions and is async-signal-safe.
+            unsafe { libc::raise(sig) };
+        }
+        return;
+    }
+    if prev.sa_flags & libc::SA_RESETHAND != 0 {
+        reset_default(sig);
+    }
+    // The mask the kernel would have set for the previous handler: the
+    // interrupted code's mask, its sa_mask, and the signal unless
+    // SA_NODEFER.
+    // SAFETY: the kernel passes a valid ucontext; the sigset calls get valid
+    // sets; the previous handler is called the way the kernel would have
+    // (three arguments with SA_SIGINFO, one without).
     unsafe {
+        let uc = uc.cast::<libc::ucontext_t>();
+        let mut mask: libc::sigset_t = (*uc).uc_sigmask;
+        for other in 1..libc::SIGRTMAX() {
+            if libc::sigismember(&prev.sa_mask, other) == 1 {
+                libc::sigaddset(&mut mask, other);
+            }
+        }
+        if prev.sa_flags & libc::SA_NODEFER == 0 {
+            libc::sigaddset(&mut mask, sig);
+        } else {
+            libc::sigdelset(&mut mask, sig);
+        }
+        let mut old: libc::sigset_t = unsafe_zeroed();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &mask, &mut old);
         if prev.sa_flags & libc::SA_SIGINFO != 0 {
             let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
                 core::mem::transmute(target);
-            f(sig, info, uc);
+            f(sig, info, uc.cast());
         } else {
             let f: extern "C" fn(libc::c_int) = core::mem::transmute(target);
             f(sig);
         }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut());
     }
 }

@@ -9,8 +9,20 @@
 //! The mapping is reserved with `MAP_NORESERVE`: pages cost memory only once
 //! touched. Both guard pages are `PROT_NONE`, so running off either end of the
 //! stack faults at once instead of corrupting a neighbour.
+//!
+//! Outward seam: the only calls this module makes beyond the system are the
+//! two announcements of a stack's life, [`Stack::announce_mapped`] and
+//! [`Stack::announce_unmapped`], to the leaf modules that listen: the
+//! registry the overflow handler reads (src/registry.rs) and valgrind's
+//! stack registration (src/valgrind.rs). Neither knows this module.
+//!
+//! A stack is never unmapped under a context that may still run on it or be
+//! suspended on it: dropping a [`Stack`] while a context made on it has not
+//! finished (e.g. after `mem::forget` of a `Coroutine` that borrowed it)
+//! leaks the mapping instead.
 
 use crate::error::Error;
+use crate::{registry, valgrind};
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -34,15 +46,14 @@ pub fn page_size() -> usize {
 pub const LABEL_MAX: usize = 63;
 
 /// Bookkeeping that must not move while contexts run on the stack: the
-/// assembly trampoline clears `live` when a context's entry returns, and the
-/// overflow handler reads the label from a signal handler.
+/// assembly trampoline clears `live` once a finished context has left the
+/// stack, and the overflow handler reads the label from a signal handler.
+/// Freed together with the mapping, so leaked with it.
 pub(crate) struct StackMeta {
     /// Non-zero while a context made on this stack has not finished.
     pub(crate) live: AtomicUsize,
     label_len: AtomicUsize,
     label: UnsafeCell<[u8; LABEL_MAX]>,
-    /// The id valgrind gave the stack (0 outside valgrind).
-    pub(crate) valgrind_id: AtomicUsize,
 }
 
 /// A guarded stack for green threads: one anonymous mapping whose usable
@@ -53,9 +64,12 @@ pub struct Stack {
     base: NonNull<u8>,
     map_len: usize,
     usable: usize,
-    meta: Box<StackMeta>,
-    /// Where the overflow registry records this stack.
-    registry_slot: (usize, usize),
+    /// From `Box::into_raw`; freed with the mapping.
+    meta: NonNull<StackMeta>,
+    /// Where the registry records this stack.
+    registry: registry::Handle,
+    /// The id valgrind gave the stack (0 outside valgrind).
+    valgrind_id: usize,
 }
 
 impl Stack {
@@ -110,22 +124,47 @@ impl Stack {
         // without THP refuses it, which changes nothing.
         // SAFETY: advice on the mapping created above; no data changes.
         unsafe { libc::madvise(base, map_len, libc::MADV_NOHUGEPAGE) };
-        let mut stack = Stack {
-            // SAFETY: mmap succeeded, so base is not NULL.
-            base: unsafe { NonNull::new_unchecked(base.cast()) },
+        let meta = Box::into_raw(Box::new(StackMeta {
+            live: AtomicUsize::new(0),
+            label_len: AtomicUsize::new(0),
+            label: UnsafeCell::new([0; LABEL_MAX]),
+        }));
+        // SAFETY: mmap succeeded, so base is not NULL.
+        let base = unsafe { NonNull::new_unchecked(base.cast::<u8>()) };
+        // SAFETY: Box::into_raw never returns NULL.
+        let meta = unsafe { NonNull::new_unchecked(meta) };
+        let (registry, valgrind_id) = Stack::announce_mapped(base, usable, meta);
+        Ok(Stack {
+            base,
             map_len,
             usable,
-            meta: Box::new(StackMeta {
-                live: AtomicUsize::new(0),
-                label_len: AtomicUsize::new(0),
-                label: UnsafeCell::new([0; LABEL_MAX]),
-                valgrind_id: AtomicUsize::new(0),
-            }),
-            registry_slot: (0, 0),
-        };
-        stack.registry_slot = crate::overflow::register(&stack);
-        crate::tools::on_stack_new(&stack);
-        Ok(stack)
+            meta,
+            registry,
+            valgrind_id,
+        })
+    }
+
+    /// The seam, on mapping: records the stack for the overflow handler and
+    /// registers it with valgrind.
+    fn announce_mapped(
+        base: NonNull<u8>,
+        usable: usize,
+        meta: NonNull<StackMeta>,
+    ) -> (registry::Handle, usize) {
+        let guard = base.as_ptr() as usize;
+        let bottom = guard + page_size();
+        let handle = registry::insert(registry::Record {
+            guard,
+            pages: usable / page_size(),
+            owner: meta.as_ptr() as *const (),
+        });
+        (handle, valgrind::stack_register(bottom, bottom + usable))
+    }
+
+    /// The seam, on unmapping: the reverse of `announce_mapped`.
+    fn announce_unmapped(&self) {
+        valgrind::stack_deregister(self.valgrind_id);
+        registry::remove(self.registry);
     }
 
     /// Maps a stack of at least `bytes` usable bytes (rounded up to pages).
@@ -182,7 +221,7 @@ impl Stack {
 
     /// Whether a context made on this stack has not finished yet.
     pub fn is_in_use(&self) -> bool {
-        self.meta.live.load(Ordering::Relaxed) != 0
+        self.meta().live.load(Ordering::Acquire) != 0
     }
 
     /// Sets the label named in diagnostics (e.g. `"core 17"`); truncated to
@@ -192,23 +231,25 @@ impl Stack {
         while !label.is_char_boundary(len) {
             len -= 1;
         }
-        self.meta.label_len.store(0, Ordering::Release);
+        let meta = self.meta();
+        meta.label_len.store(0, Ordering::Release);
         // SAFETY: `&mut self` excludes other writers; a signal handler on this
         // thread reads the label only up to `label_len`, which is 0 meanwhile.
-        unsafe { (&mut *self.meta.label.get())[..len].copy_from_slice(&label.as_bytes()[..len]) };
-        self.meta.label_len.store(len, Ordering::Release);
+        unsafe { (&mut *meta.label.get())[..len].copy_from_slice(&label.as_bytes()[..len]) };
+        meta.label_len.store(len, Ordering::Release);
     }
 
     /// The label set with [`Stack::set_label`] (empty by default).
     pub fn label(&self) -> &str {
-        let bytes = self.meta.label_bytes();
+        let bytes = self.meta().label_bytes();
         // set_label stores whole characters only.
         core::str::from_utf8(bytes).unwrap_or("")
     }
 
     #[inline]
     pub(crate) fn meta(&self) -> &StackMeta {
-        &self.meta
+        // SAFETY: `meta` is freed only by Drop, together with the mapping.
+        unsafe { self.meta.as_ref() }
     }
 
     /// Declares that the context made on this stack, if any, will never run
@@ -231,17 +272,18 @@ impl Stack {
     /// `RawContext::make` (the safe API holds the stack exclusively).
     #[inline]
     pub(crate) fn claim(&self) -> Result<(), Error> {
-        if self.meta.live.load(Ordering::Acquire) != 0 {
+        let meta = self.meta();
+        if meta.live.load(Ordering::Acquire) != 0 {
             return Err(Error::WrongState);
         }
-        self.meta.live.store(1, Ordering::Relaxed);
+        meta.live.store(1, Ordering::Relaxed);
         Ok(())
     }
 
     /// Marks the stack free again.
     #[inline]
     pub(crate) fn release(&self) {
-        self.meta.live.store(0, Ordering::Release);
+        self.meta().live.store(0, Ordering::Release);
     }
 }
 
@@ -256,12 +298,22 @@ impl StackMeta {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        crate::tools::on_stack_drop(self);
-        crate::overflow::deregister(self.registry_slot);
-        // SAFETY: unmapping exactly the mapping this Stack owns; nothing runs
-        // on it any more (a safe Coroutine borrows or owns its Stack, and the
-        // raw API requires its users to guarantee it).
+        if self.is_in_use() {
+            // A context made on this stack has not finished: it may be
+            // suspended on it (a `Coroutine` that was `mem::forget`-ten, a
+            // thread that still reads one of its locals) or running on it.
+            // Unmapping would pull the memory from under it; the mapping,
+            // its registrations and its metadata are leaked instead.
+            return;
+        }
+        self.announce_unmapped();
+        // SAFETY: unmapping exactly the mapping this Stack owns: no context
+        // made on it is unfinished (checked above), and the trampoline marks
+        // a finished context only once it has left the stack for good.
         unsafe { libc::munmap(self.base.as_ptr().cast(), self.map_len) };
+        // SAFETY: from Box::into_raw in Stack::new, freed only here; the
+        // registry no longer points to it.
+        drop(unsafe { Box::from_raw(self.meta.as_ptr()) });
     }
 }
 

@@ -36,8 +36,6 @@ const LIBC: &str = if cfg!(target_env = "musl") {
 } else {
     "gnu"
 };
-const SIGABRT: i32 = 6;
-const SIGSEGV: i32 = 11;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Lang {
@@ -264,122 +262,117 @@ fn c_remake_on_reused_stacks() {
 }
 
 #[test]
+fn c_overflow_thread_init_frees_at_thread_exit() {
+    run_ok("threads", "threads ok: 400 threads");
+}
+
+#[test]
 fn c_contract_bad_inputs() {
     run_ok("contract", "contract ok:");
 }
 
-/// Runs `crash.c` with `case` in every language: it must print that it is
-/// armed, then die as `expect` says, with every `messages` line on stderr in
-/// that order.
-fn crash(case: &str, expect: Death, messages: &[&str]) {
+/// One row of `crash --list`: a scenario and how its process must end.
+#[derive(Debug, Default)]
+struct Scenario {
+    name: String,
+    /// `Some(sig)`: killed by that signal; `None`: exits with `exit_code`.
+    signal: Option<i32>,
+    exit_code: i32,
+    /// On stderr, in this order.
+    messages: Vec<String>,
+    /// Never on stderr.
+    absent: Option<String>,
+}
+
+/// The scenarios `crash` defines (its table is their only definition).
+fn crash_scenarios(exe: &Path) -> Vec<Scenario> {
+    let out = run(exe, &["--list"]);
+    assert!(out.status.success(), "{}", describe("crash --list", &out));
+    let mut all: Vec<Scenario> = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let text = rest.replace("\\n", "\n");
+        match kind {
+            "scenario" => {
+                let f: Vec<&str> = rest.split(' ').collect();
+                assert_eq!(f.len(), 3, "bad listing line {line:?}");
+                let value: i32 = f[2].parse().expect("a number");
+                all.push(Scenario {
+                    name: f[0].to_owned(),
+                    signal: (f[1] == "signal").then_some(value),
+                    exit_code: value,
+                    ..Default::default()
+                });
+            }
+            "message" => all.last_mut().expect("a scenario").messages.push(text),
+            "absent" => all.last_mut().expect("a scenario").absent = Some(text),
+            _ => panic!("bad listing line {line:?}"),
+        }
+    }
+    all
+}
+
+/// Checks one scenario's output against its row; the reason it fails.
+fn check_scenario(s: &Scenario, out: &Output) -> Result<(), String> {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !stdout.contains(&format!("{}: armed", s.name)) {
+        return Err("it did not print that it is armed".into());
+    }
+    match s.signal {
+        Some(sig) if out.status.signal() != Some(sig) => {
+            return Err(format!("expected death by signal {sig}"))
+        }
+        None if out.status.code() != Some(s.exit_code) => {
+            return Err(format!("expected exit status {}", s.exit_code))
+        }
+        _ => {}
+    }
+    let mut rest: &str = &stderr;
+    for msg in &s.messages {
+        match rest.find(msg.as_str()) {
+            Some(at) => rest = &rest[at + msg.len()..],
+            None => return Err(format!("stderr lacks {msg:?} (in this order)")),
+        }
+    }
+    match &s.absent {
+        Some(absent) if stderr.contains(absent.as_str()) => Err(format!("stderr has {absent:?}")),
+        _ => Ok(()),
+    }
+}
+
+/// Every scenario of tests/c/crash.c, in every language, each in its own
+/// process: it must print that it is armed, then end as its row says, with
+/// its messages on stderr in order and without its absent text.
+#[test]
+fn c_crash_scenarios() {
+    let mut ran = 0;
+    let mut failures = Vec::new();
     for lang in LANGS {
         let Some(exe) = build("crash", lang) else {
             continue;
         };
-        let out = run(&exe, &[case]);
-        let what = format!("crash {case} ({lang:?})");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let scenarios = crash_scenarios(&exe);
         assert!(
-            stdout.contains(&format!("{case}: armed")),
-            "{}",
-            describe(&what, &out)
+            scenarios.len() >= 18,
+            "too few scenarios listed: {scenarios:?}"
         );
-        match expect {
-            Death::Signal(sig) => {
-                assert_eq!(out.status.signal(), Some(sig), "{}", describe(&what, &out))
+        for s in &scenarios {
+            let out = run(&exe, &[&s.name]);
+            if let Err(why) = check_scenario(s, &out) {
+                let what = format!("crash {} ({lang:?}): {why}", s.name);
+                failures.push(describe(&what, &out));
             }
-            Death::Exit(code) => {
-                assert_eq!(out.status.code(), Some(code), "{}", describe(&what, &out))
-            }
-        }
-        let mut rest: &str = &stderr;
-        for msg in messages {
-            match rest.find(msg) {
-                Some(at) => rest = &rest[at + msg.len()..],
-                None => panic!(
-                    "stderr lacks {msg:?} (in this order)\n{}",
-                    describe(&what, &out)
-                ),
-            }
+            ran += 1;
         }
     }
-}
-
-#[derive(Clone, Copy)]
-enum Death {
-    Signal(i32),
-    Exit(i32),
-}
-
-const NOT_SUSPENDED: &str =
-    "ugreen: ugreen_context_swap: the target context is not suspended (it is running, has finished, or was never made)";
-
-#[test]
-fn c_swap_into_running_context_aborts() {
-    crash("swap-running", Death::Signal(SIGABRT), &[NOT_SUSPENDED]);
-}
-
-#[test]
-fn c_swap_into_finished_context_aborts() {
-    crash("swap-finished", Death::Signal(SIGABRT), &[NOT_SUSPENDED]);
-}
-
-#[test]
-fn c_swap_into_zeroed_context_aborts() {
-    crash("swap-zeroed", Death::Signal(SIGABRT), &[NOT_SUSPENDED]);
-}
-
-#[test]
-fn c_swap_null_arguments_abort() {
-    crash(
-        "swap-null-to",
-        Death::Signal(SIGABRT),
-        &["ugreen: ugreen_context_swap: `to` is NULL"],
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} failed:\n{}",
+        failures.len(),
+        failures.join("\n")
     );
-    crash(
-        "swap-null-from",
-        Death::Signal(SIGABRT),
-        &["ugreen: ugreen_context_swap: `from` is NULL"],
-    );
-}
-
-#[test]
-fn c_return_without_link_aborts() {
-    crash(
-        "no-link",
-        Death::Signal(SIGABRT),
-        &["ugreen: a context made without a link returned from its entry function"],
-    );
-}
-
-#[test]
-fn c_guard_page_hit_kills_by_sigsegv() {
-    crash("overflow", Death::Signal(SIGSEGV), &[]);
-}
-
-#[test]
-fn c_overflow_handler_names_the_stack() {
-    crash(
-        "overflow-report",
-        Death::Signal(SIGSEGV),
-        &[
-            "ugreen: stack overflow in green thread \"core 7\" (stack of 16 pages = ",
-            "); raise the stack size\n",
-        ],
-    );
-}
-
-#[test]
-fn c_overflow_handler_chains_to_the_previous_handler() {
-    crash(
-        "overflow-chain",
-        Death::Exit(3),
-        &[
-            "ugreen: stack overflow in green thread \"core 7\" (stack of 16 pages",
-            "test handler: SIGSEGV chained",
-        ],
-    );
+    assert!(ran > 0, "no crash scenario ran");
 }
 
 /// `scripts/install.sh PREFIX` installs lib, header and `ugreen.pc`; a C

@@ -73,6 +73,19 @@ fn backtrace_at(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> String {
+    gdb_at(debugger, function, program, args, env, &["bt"])
+}
+
+/// Runs `program args...` under the debugger until a breakpoint on
+/// `function`, then runs `commands`; returns gdb's output.
+fn gdb_at(
+    debugger: &Debugger,
+    function: &str,
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    commands: &[&str],
+) -> String {
     let common_setup = [
         "set debuginfod enabled off",
         "set pagination off",
@@ -127,7 +140,10 @@ fn backtrace_at(
                 .args(["-ex", "continue"]);
         }
     }
-    gdb.args(["-ex", "bt"]).args(["-ex", "kill"]);
+    for c in commands {
+        gdb.args(["-ex", c]);
+    }
+    gdb.args(["-ex", "kill"]);
     if let Debugger::Native = debugger {
         gdb.arg("--args").arg(program).args(args);
     }
@@ -193,6 +209,128 @@ fn assert_frames_in_order(output: &str, names: &[&str]) -> Vec<String> {
         "gdb stopped the backtrace early:\n{output}"
     );
     frames
+}
+
+/// Builds a C program of tests/gdb/ against this build's `libugreen.a`.
+fn build_c_program(name: &str) -> std::path::PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("gdb_{name}-{ARCH}"));
+    // Debian's name for the target's compiler (native or cross), else cc.
+    let libc = if cfg!(target_env = "musl") {
+        "musl"
+    } else {
+        "gnu"
+    };
+    let cc = format!("{ARCH}-linux-{libc}-gcc");
+    let cc = if runs(&cc) { cc } else { "cc".to_owned() };
+    let out = Command::new(&cc)
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O0", "-g"])
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(root.join(format!("tests/gdb/{name}.c")))
+        .arg(common::staticlib())
+        .args(common::native_libs())
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap_or_else(|e| panic!("run {cc}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cc} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+/// Unwinding from every instruction of the switch routines gives a full
+/// backtrace (profilers and debuggers interrupt code anywhere): gdb
+/// single-steps through a swap into a new context, its trampoline and entry
+/// function, a swap back, a second swap in and the context's end through the
+/// trampoline and `ugreen_internal_jump`, and at every instruction the
+/// backtrace reaches `main` without an unwinding error.
+#[test]
+fn gdb_backtrace_at_every_instruction_of_switch_and_trampoline() {
+    let debugger = match debugger() {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let exe = build_c_program("stepi");
+    // One stepi and one bt per instruction until gdb_step_end (bounded).
+    let script = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("stepi-{ARCH}.gdb"));
+    std::fs::write(
+        &script,
+        "set $end = (long) &gdb_step_end\n\
+         set $n = 0\n\
+         while (long) $pc != $end && $n < 3000\n\
+         echo STEP\\n\n\
+         x/i $pc\n\
+         bt\n\
+         stepi\n\
+         set $n = $n + 1\n\
+         end\n\
+         echo END\\n\n",
+    )
+    .expect("write the gdb script");
+    let source = format!("source {}", script.display());
+    let output = gdb_at(&debugger, "gdb_step_start", &exe, &[], &[], &[&source]);
+    assert!(
+        output.contains("END"),
+        "gdb did not finish the loop:\n{output}"
+    );
+    let steps: Vec<&str> = output.split("STEP\n").skip(1).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut bad = Vec::new();
+    for step in &steps {
+        let step = step.split("END\n").next().unwrap_or(step);
+        let at = step.lines().next().unwrap_or("").trim().to_owned();
+        // The swap's two names share its address.
+        for (f, names) in [
+            (
+                "swap",
+                &["ugreen_context_swap", "ugreen_internal_switch"][..],
+            ),
+            ("trampoline", &["ugreen_internal_trampoline"]),
+            ("jump", &["ugreen_internal_jump"]),
+            ("entry", &["green_entry"]),
+        ] {
+            if names.iter().any(|n| at.contains(&format!("<{n}"))) {
+                seen.insert(f);
+            }
+        }
+        let names = frames(step);
+        let broken = step.contains("Backtrace stopped") || step.contains("Cannot access memory");
+        if broken || names.last().map(String::as_str) != Some("main") {
+            bad.push(format!("at {at}:\n{step}"));
+        }
+    }
+    assert!(
+        steps.len() > 60,
+        "too few steps ({}):\n{output}",
+        steps.len()
+    );
+    assert_eq!(
+        seen.len(),
+        4,
+        "the steps did not cover the swap, the trampoline, the entry and the jump: {seen:?}"
+    );
+    assert!(
+        bad.is_empty(),
+        "{} of {} instructions without a backtrace to main; the first:\n{}",
+        bad.len(),
+        steps.len(),
+        bad.iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    );
+    eprintln!(
+        "{} instructions stepped, every backtrace reaches main",
+        steps.len()
+    );
 }
 
 #[test]

@@ -29,6 +29,9 @@ pub(crate) const INIT_RESERVE: usize = (size_of::<Start>() + 15) & !15;
 thread_local! {
     /// The word passed by the latest swap on this thread.
     static TRANSFER: Cell<usize> = const { Cell::new(0) };
+    /// The `live` word of a finished context, cleared by the context that
+    /// its end resumed, once off the finished stack.
+    static RELEASE: Cell<*mut usize> = const { Cell::new(core::ptr::null_mut()) };
 }
 
 /// # Safety
@@ -52,7 +55,21 @@ pub(crate) unsafe fn switch(from: *mut RawContext, to: *mut RawContext, transfer
             crate::diag::fatal(&[b"swapcontext failed"]);
         }
     }
+    release_finished();
     TRANSFER.with(|t| t.get())
+}
+
+/// Marks free the stack of a finished context whose end resumed the code
+/// running now, which runs on another stack: nothing touches that one any
+/// more.
+fn release_finished() {
+    let live = RELEASE.with(|r| r.replace(core::ptr::null_mut()));
+    if !live.is_null() {
+        // SAFETY: `live` is the word of a stack's `AtomicUsize`, which
+        // outlives every context made on the stack.
+        unsafe { core::sync::atomic::AtomicUsize::from_ptr(live) }
+            .store(0, core::sync::atomic::Ordering::Release);
+    }
 }
 
 /// Resumes `to` without saving the current context.
@@ -76,15 +93,16 @@ extern "C" fn trampoline(lo: u32, hi: u32) {
     // function can overwrite it (it lies above the entry's stack).
     let (entry, arg, link, live) =
         unsafe { ((*start).entry, (*start).arg, (*start).link, (*start).live) };
+    // A finished context may have resumed this new one through its link.
+    release_finished();
     let transfer = TRANSFER.with(|t| t.get());
     // SAFETY: the contract of RawContext::make.
-    unsafe {
-        entry(arg, transfer);
-        *live = 0;
-    }
+    unsafe { entry(arg, transfer) };
     if link.is_null() {
         crate::context::ugreen_internal_no_link();
     }
+    // `live` is cleared by the resumed side, off this stack (in `switch`).
+    RELEASE.with(|r| r.set(live));
     // SAFETY: the link is suspended per the contract of make.
     unsafe { jump(link) }
 }

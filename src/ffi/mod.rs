@@ -40,6 +40,46 @@ pub enum ugreen_result {
 
 use ugreen_result::*;
 
+impl ugreen_result {
+    /// Every result code, in order.
+    const ALL: [ugreen_result; 7] = [
+        UGREEN_RESULT_OK,
+        UGREEN_RESULT_NULL_ARGUMENT,
+        UGREEN_RESULT_INVALID_SIZE,
+        UGREEN_RESULT_OUT_OF_MEMORY,
+        UGREEN_RESULT_WRONG_STATE,
+        UGREEN_RESULT_PANIC,
+        UGREEN_RESULT_SYSTEM_ERROR,
+    ];
+
+    /// The code's text: the one of the [`Error`] it stands for, if any.
+    const fn message(self) -> &'static CStr {
+        match self {
+            UGREEN_RESULT_OK => c"ok",
+            UGREEN_RESULT_NULL_ARGUMENT => c"a required pointer argument is NULL",
+            UGREEN_RESULT_INVALID_SIZE => Error::InvalidSize.as_c_str(),
+            UGREEN_RESULT_OUT_OF_MEMORY => Error::OutOfMemory.as_c_str(),
+            UGREEN_RESULT_WRONG_STATE => Error::WrongState.as_c_str(),
+            UGREEN_RESULT_PANIC => c"internal error: a panic was caught",
+            UGREEN_RESULT_SYSTEM_ERROR => Error::System.as_c_str(),
+        }
+    }
+
+    /// The result whose code is `code`, if any.
+    fn from_code(code: c_int) -> Option<ugreen_result> {
+        Self::ALL.into_iter().find(|r| *r as c_int == code)
+    }
+}
+
+// `ALL` lists each code once, at its own index, and nothing after the last.
+const _: () = {
+    let mut i = 0;
+    while i < ugreen_result::ALL.len() {
+        assert!(ugreen_result::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
 impl From<Error> for ugreen_result {
     fn from(e: Error) -> Self {
         match e {
@@ -60,17 +100,9 @@ fn guard(f: impl FnOnce() -> ugreen_result) -> ugreen_result {
 /// this version does not know). Never NULL.
 #[no_mangle]
 pub extern "C" fn ugreen_result_str(result: c_int) -> *const c_char {
-    let s: &'static CStr = match result {
-        0 => c"ok",
-        1 => c"a required pointer argument is NULL",
-        2 => c"invalid size: zero, overflowing or beyond the maximum",
-        3 => c"out of memory: the system refused the mapping",
-        4 => c"wrong state: the stack or context is in use",
-        5 => c"internal error: a panic was caught",
-        6 => c"a system call failed",
-        _ => c"unknown ugreen result code",
-    };
-    s.as_ptr()
+    ugreen_result::from_code(result)
+        .map_or(c"unknown ugreen result code", ugreen_result::message)
+        .as_ptr()
 }
 
 /// The library version, e.g. "0.1.0" (the same as the UGREEN_VERSION macros).
@@ -116,7 +148,11 @@ pub unsafe extern "C" fn ugreen_stack_new(pages: usize, out: *mut *mut Stack) ->
     })
 }
 
-/// Unmaps a stack. NULL is ignored.
+/// Unmaps a stack. NULL is ignored. A stack that is still in use (a
+/// context made on it has not finished: it is suspended or running) is never
+/// unmapped under that context: its mapping is leaked instead. Call
+/// ugreen_stack_abandon first for a stack whose context will never run
+/// again.
 ///
 /// # Safety
 /// `stack` is NULL or a pointer from `ugreen_stack_new` not freed before, and
@@ -152,6 +188,8 @@ pub unsafe extern "C" fn ugreen_stack_pages(stack: *const Stack) -> usize {
 }
 
 /// Whether a context made on the stack has not finished yet; false for NULL.
+/// It turns false only once the finished context has left the stack for
+/// good, so another thread may free the stack as soon as it reads false.
 ///
 /// # Safety
 /// `stack` is NULL or a live stack.
@@ -166,7 +204,9 @@ pub unsafe extern "C" fn ugreen_stack_in_use(stack: *const Stack) -> bool {
 /// by page residency (mincore(2)) when called; nothing is prepared at
 /// creation, so it costs nothing until asked. A page swapped out under
 /// memory pressure counts as untouched. Use it to size stacks (uWSGI's
-/// `--ugreen-stacksize`) from real workloads.
+/// `--ugreen-stacksize`) from real workloads. It uses little stack: it may
+/// be called from a green thread on a one-page stack, the one it measures
+/// included.
 ///
 /// Errors: NULL_ARGUMENT if `stack` or `out` is NULL; SYSTEM_ERROR if
 /// mincore fails. `*out` is written only on success.
@@ -287,7 +327,9 @@ pub unsafe extern "C" fn ugreen_stack_set_label(
 /// outlives the context, and no other thread makes a context on it at the
 /// same time; `link` is NULL or a context that is suspended
 /// whenever `entry` returns; `entry` must not unwind (C++ exceptions,
-/// longjmp out of it).
+/// longjmp out of it). Resume the context on the OS thread that made it,
+/// unless its code is written for migration: compilers keep addresses of
+/// thread-local data (errno, _Thread_local, pthread_self()) across a swap.
 #[no_mangle]
 pub unsafe extern "C" fn ugreen_context_make(
     ctx: *mut RawContext,
@@ -332,8 +374,15 @@ extern "C" {
     /// Saves the current context into `from` and resumes `to`; returns when
     /// something swaps back into `from`. The hot path: the assembly routine
     /// itself, no wrapper. It saves the callee-saved registers and the FP
-    /// control state (MXCSR and x87 control word on x86_64, FPCR on aarch64),
-    /// never the signal mask.
+    /// control state, never the signal mask.
+    ///
+    /// Per context: on x86_64 MXCSR (control bits and status flags) and the
+    /// x87 control word, on aarch64 FPCR. Per OS thread (shared by every
+    /// context of a thread): the signal mask, the x87 status word, aarch64
+    /// FPSR, and thread-local data, whose addresses compiled code keeps
+    /// across a swap: resume a context on the thread that made it unless
+    /// its code is written for migration. Do not swap from a signal handler
+    /// (preemption is not supported).
     ///
     /// `to` is marked running (no longer suspended) by the swap, so a second
     /// swap into a running or finished context is caught: if `from` or `to`
@@ -365,8 +414,13 @@ pub unsafe extern "C" fn ugreen_context_swap(from: *mut RawContext, to: *mut Raw
 /// Installs a SIGSEGV/SIGBUS handler that reports an overflow of a ugreen
 /// stack with one line on stderr naming the stack's label and size, then
 /// runs the handler installed before it (or restores the default action, so
-/// the process dies by the signal). Faults elsewhere behave as without it.
-/// Also gives the calling thread an alternate signal stack. Idempotent.
+/// the process dies by the signal). Stacks mapped before the call are named
+/// too. Any other SIGSEGV/SIGBUS gets the effect the previous action would
+/// have given it, as the kernel applies it: a previous handler runs with its
+/// sa_mask, SA_NODEFER, SA_RESETHAND and SA_SIGINFO honoured; the default
+/// action kills, also for a sent signal (raise, kill); SIG_IGN ignores a sent
+/// signal (a fault cannot be ignored). Also gives the calling thread an
+/// alternate signal stack. Idempotent.
 ///
 /// Errors: SYSTEM_ERROR if sigaction or sigaltstack fails.
 #[no_mangle]
@@ -377,9 +431,11 @@ pub extern "C" fn ugreen_overflow_handler_install() -> ugreen_result {
     })
 }
 
-/// Gives the calling thread an alternate signal stack (if it has none), so
-/// the overflow handler can run on it. Only needed on threads other than
-/// the one that called `ugreen_overflow_handler_install`.
+/// Gives the calling thread an alternate signal stack of 64 KiB if it has
+/// none, so the overflow handler can run on it; an alternate stack the thread
+/// already has is kept. The one mapped here is unmapped when the thread
+/// exits. Only needed on threads other than the one that called
+/// `ugreen_overflow_handler_install`.
 #[no_mangle]
 pub extern "C" fn ugreen_overflow_thread_init() -> ugreen_result {
     guard(|| match crate::overflow::prepare_thread() {

@@ -8,7 +8,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 
-#include "ugreen.h"
+#include "test.h"
 
 #include <limits.h>
 #include <stdint.h>
@@ -16,29 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-
-static int checks;
-
-#define CHECK(cond)                                                                \
-    do {                                                                           \
-        checks++;                                                                  \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            exit(1);                                                               \
-        }                                                                          \
-    } while (0)
-
-/* `call` returns `code`; also prints the code's message on failure. */
-#define EXPECT(call, code)                                                         \
-    do {                                                                           \
-        ugreen_result got_ = (call);                                               \
-        checks++;                                                                  \
-        if (got_ != (code)) {                                                      \
-            fprintf(stderr, "%s:%d: %s returned %d (%s), expected %s\n", __FILE__, \
-                    __LINE__, #call, (int)got_, ugreen_result_str((int)got_), #code); \
-            exit(1);                                                               \
-        }                                                                          \
-    } while (0)
 
 static ugreen_context main_ctx;
 static ugreen_context ctx;
@@ -58,6 +35,13 @@ static void make_on_own_stack(void *arg) {
     ugreen_context_swap(&ctx, &main_ctx);
 }
 
+/* Runs on a one-page stack (the smallest there is): measures it from there. */
+static size_t small_high_water;
+static void high_water_on_own_small_stack(void *arg) {
+    ugreen_stack *own = (ugreen_stack *)arg;
+    EXPECT(ugreen_stack_high_water(own, &small_high_water), UGREEN_RESULT_OK);
+}
+
 static int all_bytes(const void *p, size_t n, unsigned char value) {
     const unsigned char *b = (const unsigned char *)p;
     size_t i;
@@ -71,7 +55,7 @@ static int all_bytes(const void *p, size_t n, unsigned char value) {
 
 int main(void) {
     ugreen_stack *out;
-    ugreen_stack *const sentinel = (ugreen_stack *)&checks; /* never a stack */
+    ugreen_stack *const sentinel = (ugreen_stack *)test_checks(); /* never a stack */
     size_t page;
     int code;
 
@@ -185,6 +169,18 @@ int main(void) {
         CHECK(used > 0 && used <= ugreen_stack_size(stack) && used % page == 0);
     }
 
+    /* ugreen_stack_high_water works on the smallest stack, from a green
+       thread running on that stack. */
+    {
+        ugreen_stack *small = NULL;
+        EXPECT(ugreen_stack_new(1, &small), UGREEN_RESULT_OK);
+        EXPECT(ugreen_context_make(&ctx, small, high_water_on_own_small_stack, small, &main_ctx),
+               UGREEN_RESULT_OK);
+        ugreen_context_swap(&main_ctx, &ctx);
+        CHECK(small_high_water == page);
+        ugreen_stack_free(small);
+    }
+
     /* ugreen_stack_release_pages: NULL; refused while a context lives on the
        stack; once it finished, the pages below the kept top are given back
        (and a kept top covering the stack releases nothing). */
@@ -243,6 +239,6 @@ int main(void) {
     }
 
     code = UGREEN_RESULT_OK;
-    printf("contract ok: %d checks (%s)\n", checks, ugreen_result_str(code));
+    printf("contract ok: %ld checks (%s)\n", *test_checks(), ugreen_result_str(code));
     return 0;
 }

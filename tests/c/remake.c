@@ -8,18 +8,10 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 
-#include "ugreen.h"
+#include "test.h"
 
 #include <stdio.h>
 #include <stdlib.h>
-
-#define CHECK(cond)                                                                \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            exit(1);                                                               \
-        }                                                                          \
-    } while (0)
 
 #define CONTEXTS 100000L
 #define STACKS 4

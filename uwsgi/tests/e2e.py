@@ -852,7 +852,7 @@ def worker_rss(pid):
 def test_memory_after_burst(opts):
     # every core serves a deep request, all of them at the same time; once the
     # burst is over the idle cores give their stack pages back
-    cores, depth, pages = 200, 150, 61  # 61 pages: no other mapping has the stacks' size
+    cores, depth, pages = 200, 100, 61  # 61 pages: no other mapping has the stacks' size
     stack_bytes = pages * 4096
     args = ['--master', '--processes', '1', '--async', str(cores), '--ugreen', '--ugreen-stacksize', str(pages),
             '--listen', '1024', '--wsgi-file', os.path.join(APPS, 'memory_app.py')]

@@ -1,12 +1,10 @@
-//! Hooks for the tools people debug green threads with.
-//!
-//! Valgrind: every stack is registered with `VALGRIND_STACK_REGISTER` when it
-//! is mapped and deregistered when it is unmapped, so memcheck knows a switch
-//! to it is a stack switch. Outside valgrind a client request is a handful of
+//! Valgrind client requests: every stack is registered with
+//! `VALGRIND_STACK_REGISTER` when it is mapped and deregistered when it is
+//! unmapped (src/stack.rs calls these two), so memcheck knows a switch to it
+//! is a stack switch. Outside valgrind a client request is a handful of
 //! register rotations that change nothing and return the default value.
-
-use crate::stack::Stack;
-use core::sync::atomic::Ordering;
+//!
+//! A leaf module: it knows address ranges, not stacks.
 
 const VG_USERREQ_STACK_REGISTER: usize = 0x1501;
 const VG_USERREQ_STACK_DEREGISTER: usize = 0x1502;
@@ -52,17 +50,13 @@ fn client_request(default: usize, request: usize, a1: usize, a2: usize) -> usize
     result
 }
 
-pub(crate) fn on_stack_new(stack: &Stack) {
-    let id = client_request(
-        0,
-        VG_USERREQ_STACK_REGISTER,
-        stack.bottom() as usize,
-        stack.top() as usize,
-    );
-    stack.meta().valgrind_id.store(id, Ordering::Relaxed);
+/// Tells valgrind that `[bottom, top)` is a stack; returns its id (0
+/// outside valgrind).
+pub(crate) fn stack_register(bottom: usize, top: usize) -> usize {
+    client_request(0, VG_USERREQ_STACK_REGISTER, bottom, top)
 }
 
-pub(crate) fn on_stack_drop(stack: &Stack) {
-    let id = stack.meta().valgrind_id.load(Ordering::Relaxed);
+/// Forgets the stack `stack_register` returned `id` for.
+pub(crate) fn stack_deregister(id: usize) {
     client_request(0, VG_USERREQ_STACK_DEREGISTER, id, 0);
 }
