@@ -14,8 +14,10 @@
 
 use std::ffi::c_void;
 use std::hint::black_box;
+#[cfg(target_env = "gnu")]
 use std::mem::MaybeUninit;
 use std::ptr::{self, addr_of_mut};
+#[cfg(target_env = "gnu")]
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::Duration;
 
@@ -115,15 +117,23 @@ fn coroutine(c: &mut Criterion) {
 }
 
 // ------------------------------------------------------------ swapcontext
+// glibc only: musl's libc has no getcontext/makecontext/swapcontext, so on
+// musl targets the benches run without this baseline.
 
+#[cfg(not(target_env = "gnu"))]
+fn swapcontext(_: &mut Criterion) {}
+
+#[cfg(target_env = "gnu")]
 struct UcPair {
     main: libc::ucontext_t,
     green: libc::ucontext_t,
     _stack: Stack,
 }
 
+#[cfg(target_env = "gnu")]
 static UC: AtomicPtr<UcPair> = AtomicPtr::new(ptr::null_mut());
 
+#[cfg(target_env = "gnu")]
 extern "C" fn uc_bounce() {
     let p = UC.load(Ordering::Relaxed);
     // SAFETY: `p` is the live pair; `main` holds the suspended main side.
@@ -134,11 +144,13 @@ extern "C" fn uc_bounce() {
     }
 }
 
+#[cfg(target_env = "gnu")]
 fn zeroed_uc() -> libc::ucontext_t {
     // SAFETY: ucontext_t is plain data; all-zero is a valid bit pattern.
     unsafe { MaybeUninit::zeroed().assume_init() }
 }
 
+#[cfg(target_env = "gnu")]
 fn swapcontext(c: &mut Criterion) {
     let mut g = c.benchmark_group("swapcontext");
     let stack = Stack::new(STACK_PAGES).expect("stack");
@@ -172,6 +184,7 @@ fn swapcontext(c: &mut Criterion) {
 
 unsafe extern "C" fn return_at_once(_arg: *mut c_void, _transfer: usize) {}
 
+#[cfg(target_env = "gnu")]
 extern "C" fn uc_return_at_once() {}
 
 fn create(c: &mut Criterion) {
@@ -200,24 +213,27 @@ fn create(c: &mut Criterion) {
         })
     });
 
-    let uc_stack = Stack::new(STACK_PAGES).expect("stack");
-    let (mut um, mut ug) = (Box::new(zeroed_uc()), Box::new(zeroed_uc()));
-    let (um, ug): (*mut libc::ucontext_t, *mut libc::ucontext_t) = (&mut *um, &mut *ug);
-    let (bottom, size) = (uc_stack.bottom(), uc_stack.size());
-    g.bench_function("getcontext+makecontext+swapcontext", |b| {
-        b.iter(|| {
-            // SAFETY: the stack is free again (the previous context
-            // returned); uc_link `um` is saved by the swapcontext.
-            unsafe {
-                libc::getcontext(ug);
-                (*ug).uc_stack.ss_sp = bottom.cast();
-                (*ug).uc_stack.ss_size = size;
-                (*ug).uc_link = um;
-                libc::makecontext(ug, uc_return_at_once, 0);
-                libc::swapcontext(um, ug);
-            }
-        })
-    });
+    #[cfg(target_env = "gnu")]
+    {
+        let uc_stack = Stack::new(STACK_PAGES).expect("stack");
+        let (mut um, mut ug) = (Box::new(zeroed_uc()), Box::new(zeroed_uc()));
+        let (um, ug): (*mut libc::ucontext_t, *mut libc::ucontext_t) = (&mut *um, &mut *ug);
+        let (bottom, size) = (uc_stack.bottom(), uc_stack.size());
+        g.bench_function("getcontext+makecontext+swapcontext", |b| {
+            b.iter(|| {
+                // SAFETY: the stack is free again (the previous context
+                // returned); uc_link `um` is saved by the swapcontext.
+                unsafe {
+                    libc::getcontext(ug);
+                    (*ug).uc_stack.ss_sp = bottom.cast();
+                    (*ug).uc_stack.ss_size = size;
+                    (*ug).uc_link = um;
+                    libc::makecontext(ug, uc_return_at_once, 0);
+                    libc::swapcontext(um, ug);
+                }
+            })
+        });
+    }
     g.finish();
 }
 

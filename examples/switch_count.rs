@@ -24,8 +24,10 @@
 
 use std::ffi::c_void;
 use std::hint::black_box;
+#[cfg(target_env = "gnu")]
 use std::mem::MaybeUninit;
 use std::ptr::{self, addr_of_mut};
+#[cfg(target_env = "gnu")]
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use ugreen::ffi::ugreen_context_swap;
@@ -166,14 +168,17 @@ fn create_corosensei(n: u64) {
     }
 }
 
+#[cfg(target_env = "gnu")]
 struct UcPair {
     main: libc::ucontext_t,
     green: libc::ucontext_t,
     stop: bool,
 }
 
+#[cfg(target_env = "gnu")]
 static UC: AtomicPtr<UcPair> = AtomicPtr::new(ptr::null_mut());
 
+#[cfg(target_env = "gnu")]
 extern "C" fn uc_green() {
     let p = UC.load(Ordering::Relaxed);
     // SAFETY: `p` is the live pair; `main` holds the suspended main side.
@@ -187,6 +192,7 @@ extern "C" fn uc_green() {
     }
 }
 
+#[cfg(target_env = "gnu")]
 #[inline(never)]
 fn swapcontext(n: u64) {
     let stack = Stack::new(STACK_PAGES).expect("stack");
@@ -240,8 +246,10 @@ fn create_coroutine(n: u64) {
     }
 }
 
+#[cfg(target_env = "gnu")]
 extern "C" fn uc_return_at_once() {}
 
+#[cfg(target_env = "gnu")]
 #[inline(never)]
 fn create_ucontext(n: u64) {
     let stack = Stack::new(STACK_PAGES).expect("stack");
@@ -270,14 +278,21 @@ fn main() {
     match case.as_str() {
         "asm" => asm(n),
         "coroutine" => coroutine(n),
+        #[cfg(target_env = "gnu")]
         "swapcontext" => swapcontext(n),
         "create-raw" => create_raw(n),
         "create-coroutine" => create_coroutine(n),
+        #[cfg(target_env = "gnu")]
         "create-ucontext" => create_ucontext(n),
         "corosensei" => corosensei(n),
         "coroutine1" => coroutine1(n),
         "corosensei1" => corosensei1(n),
         "create-corosensei" => create_corosensei(n),
+        #[cfg(not(target_env = "gnu"))]
+        "swapcontext" | "create-ucontext" => {
+            eprintln!("switch_count: {case} needs glibc (musl's libc has no swapcontext)");
+            std::process::exit(2);
+        }
         _ => {
             eprintln!(
                 "usage: switch_count <asm|coroutine|swapcontext|create-raw|create-coroutine|create-ucontext|corosensei|create-corosensei|coroutine1|corosensei1> <n>"

@@ -24,9 +24,9 @@ done
 target_dir="${CARGO_TARGET_DIR:-target}"
 host_arch="$(uname -m)"
 runner=()
+build=(--quiet --release)
 if [ -n "$target" ]; then
-    cargo build --quiet --release --lib --target "$target"
-    lib="$target_dir/$target/release/libugreen.a"
+    build+=(--target "$target")
     out="$target_dir/$target/release/latency_c"
     arch="${target%%-*}"
     if [ "$arch" != "$host_arch" ]; then
@@ -39,13 +39,15 @@ if [ -n "$target" ]; then
         esac
     fi
 else
-    cargo build --quiet --release --lib
-    lib="$target_dir/release/libugreen.a"
     out="$target_dir/release/latency_c"
 fi
+# The archive cargo built and its native libraries (scripts/staticlib).
+{ read -r lib; read -r native_libs; } < <(scripts/staticlib "${build[@]}")
+[ -f "${lib:-}" ] || { echo "c-latency.sh: no libugreen.a was built" >&2; exit 1; }
 cc="${cc:-${CC:-cc}}"
 
+# shellcheck disable=SC2086 # the native libraries are separate words
 "$cc" -O2 -std=c11 -Wall -Wextra -Iinclude examples/c/latency.c "$lib" \
-    -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -o "$out"
+    $native_libs -o "$out"
 echo "built $out with $cc -O2${runner:+; running under ${runner[*]}}"
 "${runner[@]}" "$out" ${batches:+"$batches"}

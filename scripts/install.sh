@@ -38,37 +38,16 @@ case "$prefix" in
     *) prefix="$(pwd)/$prefix" ;;
 esac
 
-args=(--manifest-path "$root/Cargo.toml" --release --lib)
+args=(--release)
 [ -z "$target" ] || args+=(--target "$target")
 [ -z "$features" ] || args+=(--features "$features")
 
-# Build the release staticlib (the same as `cargo build --release`) and ask
-# rustc which native libraries it needs (cargo replays the note when the
-# library is already up to date).
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
-"$cargo" rustc "${args[@]}" -- --print native-static-libs 2>"$log" || {
-    cat "$log" >&2
-    exit 1
-}
-native_libs="$(sed -n 's/.*native-static-libs: //p' "$log" | tail -n 1)"
-if [ -z "$native_libs" ]; then
-    echo "install.sh: rustc did not report the native libraries" >&2
-    cat "$log" >&2
-    exit 1
-fi
-
-target_dir="${CARGO_TARGET_DIR:-$root/target}"
-case "$target_dir" in
-    /*) ;;
-    *) target_dir="$root/$target_dir" ;;
-esac
-if [ -n "$target" ]; then
-    lib="$target_dir/$target/release/libugreen.a"
-else
-    lib="$target_dir/release/libugreen.a"
-fi
-[ -f "$lib" ] || { echo "install.sh: $lib was not built" >&2; exit 1; }
+# Build the release staticlib (the same as `cargo build --release`); cargo
+# names the archive and build.rs's answer from rustc about its native
+# libraries (scripts/staticlib).
+{ read -r lib; read -r native_libs; } < <(CARGO="$cargo" "$root/scripts/staticlib" "${args[@]}")
+[ -f "${lib:-}" ] || { echo "install.sh: no libugreen.a was built" >&2; exit 1; }
+[ -n "${native_libs:-}" ] || { echo "install.sh: no native libraries reported" >&2; exit 1; }
 
 version="$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$root/Cargo.toml" | head -n 1)"
 

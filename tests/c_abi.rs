@@ -6,17 +6,18 @@
 //!
 //! The compiler and the way to run the programs follow the target this test
 //! binary was built for (`cfg!(target_arch)`, which under `cargo test
-//! --target` is the target, not the host): `<arch>-linux-gnu-gcc` when it
-//! exists (a cross compiler, or Debian's name for the native one), else
-//! `cc`. A program the kernel cannot execute (an aarch64 binary on an x86_64
-//! host without binfmt) runs under `qemu-<arch> -L /usr/<arch>-linux-gnu`.
+//! --target` is the target, not the host): `<arch>-linux-<libc>-gcc` when it
+//! exists (a cross compiler, or Debian's name for the native one; `<libc>`
+//! is `gnu` or `musl`, the target's C library), else `cc`. A program the
+//! kernel cannot execute (an aarch64 binary on an x86_64 host without
+//! binfmt) runs under `qemu-<arch> -L /usr/<arch>-linux-gnu`.
 //! `UGREEN_TEST_CC`, `UGREEN_TEST_CXX` and `UGREEN_TEST_RUNNER` override the
 //! three choices.
 #![cfg(target_os = "linux")]
 
 mod common;
 
-use common::{deps_dir, staticlib, NATIVE_LIBS};
+use common::{deps_dir, native_libs, staticlib};
 
 use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
@@ -29,6 +30,12 @@ const CXX_FLAGS: &[&str] = &["-x", "c++", "-std=c++17", "-Wall", "-Wextra", "-We
 const OPT_FLAGS: &[&str] = &["-O2", "-g"];
 
 const ARCH: &str = std::env::consts::ARCH;
+/// The target's C library, as Debian's compiler names spell it.
+const LIBC: &str = if cfg!(target_env = "musl") {
+    "musl"
+} else {
+    "gnu"
+};
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Lang {
@@ -64,7 +71,7 @@ struct Toolchain {
 fn toolchain() -> &'static Toolchain {
     static TOOLCHAIN: OnceLock<Toolchain> = OnceLock::new();
     TOOLCHAIN.get_or_init(|| {
-        let prefixed = |tool: &str| format!("{ARCH}-linux-gnu-{tool}");
+        let prefixed = |tool: &str| format!("{ARCH}-linux-{LIBC}-{tool}");
         let (cc, cxx) = if on_path(&prefixed("gcc")) {
             let cxx = Some(prefixed("g++")).filter(|c| on_path(c));
             (prefixed("gcc"), cxx)
@@ -135,7 +142,9 @@ fn compile(name: &str, lang: Lang) -> Option<PathBuf> {
         .arg(&include)
         .arg(&src);
     if syntax_only {
-        eprintln!("note: no {ARCH}-linux-gnu-g++: {name}.c is only checked as C++ (-fsyntax-only)");
+        eprintln!(
+            "note: no {ARCH}-linux-{LIBC}-g++: {name}.c is only checked as C++ (-fsyntax-only)"
+        );
         cmd.arg("-fsyntax-only");
         let out = cmd.output().unwrap_or_else(|e| panic!("running g++: {e}"));
         assert!(
@@ -151,7 +160,7 @@ fn compile(name: &str, lang: Lang) -> Option<PathBuf> {
     // `-x none`: the archive after the source is not C++ source.
     cmd.args(["-x", "none"])
         .arg(staticlib())
-        .args(NATIVE_LIBS)
+        .args(native_libs())
         .arg("-o")
         .arg(&tmp);
     let out = cmd

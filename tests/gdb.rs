@@ -199,8 +199,13 @@ fn assert_frames_in_order(output: &str, names: &[&str]) -> Vec<String> {
             None => panic!("frame `{name}` missing or out of order in:\n{output}"),
         }
     }
+    // musl's thread entry (`__clone`, written in assembly without CFI)
+    // does not mark itself as the outermost frame, so gdb reports a stop
+    // there, past every frame of the program: that one is not early.
+    let stopped_in_musl_clone =
+        cfg!(target_env = "musl") && frames.last().is_some_and(|f| f == "__clone");
     assert!(
-        !output.contains("Backtrace stopped"),
+        !output.contains("Backtrace stopped") || stopped_in_musl_clone,
         "gdb stopped the backtrace early:\n{output}"
     );
     frames
@@ -211,7 +216,12 @@ fn build_c_program(name: &str) -> std::path::PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("gdb_{name}-{ARCH}"));
     // Debian's name for the target's compiler (native or cross), else cc.
-    let cc = format!("{ARCH}-linux-gnu-gcc");
+    let libc = if cfg!(target_env = "musl") {
+        "musl"
+    } else {
+        "gnu"
+    };
+    let cc = format!("{ARCH}-linux-{libc}-gcc");
     let cc = if runs(&cc) { cc } else { "cc".to_owned() };
     let out = Command::new(&cc)
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O0", "-g"])
@@ -219,7 +229,7 @@ fn build_c_program(name: &str) -> std::path::PathBuf {
         .arg(root.join("include"))
         .arg(root.join(format!("tests/gdb/{name}.c")))
         .arg(common::staticlib())
-        .args(common::NATIVE_LIBS)
+        .args(common::native_libs())
         .arg("-o")
         .arg(&exe)
         .output()
@@ -335,7 +345,12 @@ fn gdb_backtrace_from_c_green_thread_reaches_main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("gdb_green_backtrace-{ARCH}"));
     // Debian's name for the target's compiler (native or cross), else cc.
-    let cc = format!("{ARCH}-linux-gnu-gcc");
+    let libc = if cfg!(target_env = "musl") {
+        "musl"
+    } else {
+        "gnu"
+    };
+    let cc = format!("{ARCH}-linux-{libc}-gcc");
     let cc = if runs(&cc) { cc } else { "cc".to_owned() };
     let out = Command::new(&cc)
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O0", "-g"])
@@ -343,7 +358,7 @@ fn gdb_backtrace_from_c_green_thread_reaches_main() {
         .arg(root.join("include"))
         .arg(root.join("tests/gdb/green_backtrace.c"))
         .arg(common::staticlib())
-        .args(common::NATIVE_LIBS)
+        .args(common::native_libs())
         .arg("-o")
         .arg(&exe)
         .output()

@@ -15,7 +15,9 @@
 # Environment: PYTHON, the Python whose headers the plugin is compiled with: the
 # one uWSGI's python plugin embeds (default /usr/bin/python3 when UWSGI is under
 # /usr/bin, else python3). UGREEN_SKIP_CARGO=1 uses target/release/libugreen.a as
-# it is (UGREEN_LIB and UGREEN_INCLUDE replace the archive and the header dir).
+# it is (UGREEN_LIB and UGREEN_INCLUDE replace the archive and the header dir;
+# UGREEN_NATIVE_LIBS gives its native libraries, else uwsgiplugin.py asks
+# scripts/staticlib).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,8 +32,11 @@ fi
 export PYTHON="${PYTHON:-python3}"
 
 if [ "${UGREEN_SKIP_CARGO:-0}" != 1 ]; then
+	# the archive and its native libraries, named by cargo (scripts/staticlib)
 	echo "==> cargo build --release" >&2
-	(cd "$REPO" && cargo build --release >&2)
+	{ read -r lib; read -r libs; } < <("$REPO/scripts/staticlib" --release)
+	[ -f "${lib:-}" ] && [ -n "${libs:-}" ] || { echo "build-plugin.sh: cargo build --release failed" >&2; exit 1; }
+	export UGREEN_LIB="${UGREEN_LIB:-$lib}" UGREEN_NATIVE_LIBS="${UGREEN_NATIVE_LIBS:-$libs}"
 fi
 
 mkdir -p "$OUTDIR"

@@ -18,9 +18,11 @@
 #
 # Environment: PYTHON (default python3) is the Python that uWSGI embeds;
 # UGREEN_UWSGI_OUT replaces target/uwsgi (e.g. one directory per Python version);
-# UGREEN_SKIP_CARGO=1 uses existing libugreen.a archives; UGREEN_FORCE_EMBED_ALIAS=1
-# embeds the plugin under another key, as is done where uwsgiconfig.py would skip
-# a plugin named "ugreen" (no usable ucontext).
+# UGREEN_SKIP_CARGO=1 uses existing libugreen.a archives (UGREEN_LIB_ASM,
+# UGREEN_LIB_UCONTEXT) and needs their native libraries in UGREEN_NATIVE_LIBS
+# (scripts/staticlib prints both); UGREEN_FORCE_EMBED_ALIAS=1 embeds the plugin
+# under another key, as is done where uwsgiconfig.py would skip a plugin named
+# "ugreen" (no usable ucontext).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -51,15 +53,30 @@ lib_of() {
 }
 export UGREEN_INCLUDE="${UGREEN_INCLUDE:-$REPO/include}"
 
-# 1. libugreen.a
+# 1. libugreen.a, and its native libraries (UGREEN_NATIVE_LIBS for uwsgiplugin.py),
+# as cargo and rustc name them (scripts/staticlib)
+staticlib() { # backend cargo-build-args...
+	local b="$1" lib libs
+	shift
+	log "cargo build --release $*"
+	{ read -r lib; read -r libs; } < <("$REPO/scripts/staticlib" --release "$@")
+	[ -f "${lib:-}" ] && [ -n "${libs:-}" ] || { echo "build.sh: scripts/staticlib --release $* failed" >&2; exit 1; }
+	case "$b" in
+	asm) UGREEN_LIB_ASM="$lib" ;;
+	ucontext) UGREEN_LIB_UCONTEXT="$lib" ;;
+	esac
+	UGREEN_NATIVE_LIBS="$libs"
+}
 if [ "${UGREEN_SKIP_CARGO:-0}" != 1 ]; then
-	log "cargo build --release"
-	(cd "$REPO" && cargo build --release)
+	staticlib asm
 	if [ "$BACKEND" != asm ]; then
-		log "cargo build --release --features ucontext --target-dir target/ucontext"
-		(cd "$REPO" && cargo build --release --features ucontext --target-dir target/ucontext)
+		staticlib ucontext --features ucontext --target-dir "$REPO/target/ucontext"
 	fi
+elif [ -z "${UGREEN_NATIVE_LIBS:-}" ]; then
+	echo "build.sh: UGREEN_SKIP_CARGO=1 needs UGREEN_NATIVE_LIBS (the second line of scripts/staticlib --release)" >&2
+	exit 1
 fi
+export UGREEN_NATIVE_LIBS
 need=asm
 [ "$BACKEND" = asm ] || need="asm ucontext"
 for b in $need; do

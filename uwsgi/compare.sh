@@ -7,7 +7,9 @@
 # one worker, --async 30 --ugreen, wrk -t1 -c30 on 127.0.0.1; only the external
 # plugin differs: target/uwsgi/plugins/{asm,ucontext}/ugreen_plugin.so.
 # Prints requests/s for 0, 10 and 1000 suspends per request and the ratio (the
-# median of ROUNDS measurements per point, alternating between the backends).
+# median of ROUNDS measurements per point, alternating between the backends),
+# and the cost of one suspend round trip: what 1000 suspends add to a request
+# (1/req/s at 1000 minus 1/req/s at 0), over 1000.
 # UGREEN_COMPARE="A B" compares two other plugin builds instead: the directories
 # target/uwsgi/plugins/A and .../B (e.g. a copy of an older build of the plugin).
 set -euo pipefail
@@ -106,5 +108,11 @@ for n in 0 10 1000; do
 	a=${RPS[$A,$n]}
 	u=${RPS[$B,$n]}
 	printf '%-22s %14.0f %18.0f %10s\n' "$n" "$a" "$u" "$(awk -v a="$a" -v u="$u" 'BEGIN { printf "%.2fx", a / u }')"
+done
+# one suspend round trip (core -> main -> core): what 1000 suspends add to a
+# request, over 1000
+for backend in "$A" "$B"; do
+	awk -v b="$backend" -v r0="${RPS[$backend,0]}" -v r1000="${RPS[$backend,1000]}" \
+		'BEGIN { printf "%s: one suspend round trip = (1/%.0f - 1/%.0f req/s) / 1000 = %.2f us\n", b, r1000, r0, (1 / r1000 - 1 / r0) * 1e6 / 1000 }'
 done
 echo "(1 worker, --async 30 --ugreen, wrk -t1 -c30, ${DURATION} s per measurement, median of $ROUNDS round(s); logs in $LOGDIR)"

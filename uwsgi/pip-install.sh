@@ -18,6 +18,7 @@
 # stock wheel built before is never reused; an installed uwsgi is replaced.
 #
 # Environment: PYTHON creates a missing VENV (default python3); UGREEN_SKIP_CARGO=1
+# (which then needs UGREEN_NATIVE_LIBS, the second line of scripts/staticlib)
 # uses target/release/libugreen.a as it is.
 set -euo pipefail
 
@@ -35,12 +36,15 @@ fi
 VENV="$(cd "$VENV" && pwd)"
 VPY="$VENV/bin/python"
 
-if [ "${UGREEN_SKIP_CARGO:-0}" != 1 ]; then
-	log "cargo build --release"
-	(cd "$REPO" && cargo build --release)
-fi
 LIB="$REPO/target/release/libugreen.a"
+if [ "${UGREEN_SKIP_CARGO:-0}" != 1 ]; then
+	# the archive and its native libraries, named by cargo (scripts/staticlib)
+	log "cargo build --release"
+	{ read -r LIB; read -r UGREEN_NATIVE_LIBS; } < <("$REPO/scripts/staticlib" --release)
+	export UGREEN_NATIVE_LIBS
+fi
 [ -f "$LIB" ] || { echo "pip-install.sh: $LIB missing (cargo build --release)" >&2; exit 1; }
+[ -n "${UGREEN_NATIVE_LIBS:-}" ] || { echo "pip-install.sh: UGREEN_NATIVE_LIBS unset (scripts/staticlib --release prints it)" >&2; exit 1; }
 
 TARBALL="$CACHE/uwsgi-$UWSGI_VERSION.tar.gz"
 if [ ! -s "$TARBALL" ]; then

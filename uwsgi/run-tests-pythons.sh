@@ -22,7 +22,11 @@ SID_UWSGI_PACKAGES=uwsgi-core,uwsgi-src,uwsgi-plugin-python3,uwsgi-plugin-greenl
 [ ${#versions[@]} -gt 0 ] || versions=(3.12 3.13 3.14 3.15)
 
 echo "==> libugreen.a (asm and ucontext backends)"
-cargo build --release -q && cargo build --release -q --features ucontext --target-dir target/ucontext \
+# (scripts/staticlib: the archives where build.sh looks for them, and their
+# native libraries, which build.sh takes from UGREEN_NATIVE_LIBS with UGREEN_SKIP_CARGO)
+{ read -r lib_asm; read -r native_libs; } < <(scripts/staticlib --release -q)
+{ read -r lib_ucontext; read -r _; } < <(scripts/staticlib --release -q --features ucontext --target-dir target/ucontext)
+[ -f "${lib_asm:-}" ] && [ -f "${lib_ucontext:-}" ] && [ -n "${native_libs:-}" ] \
 	|| { echo "cargo build failed"; exit 1; }
 
 summary=()
@@ -53,6 +57,7 @@ for v in "${versions[@]}"; do
 	echo "==> CPython $v: building uWSGI and the plugin into $out"
 	mkdir -p "$out"
 	if ! "${runner[@]}" env PYTHON="$py" UGREEN_UWSGI_OUT="$out" UGREEN_SKIP_CARGO=1 \
+		UGREEN_LIB_ASM="$lib_asm" UGREEN_LIB_UCONTEXT="$lib_ucontext" UGREEN_NATIVE_LIBS="$native_libs" \
 		"$REPO/uwsgi/build.sh" --backend all > "$out/build.log" 2>&1; then
 		tail -30 "$out/build.log"
 		summary+=("CPython $v: build failed (see $out/build.log)")
@@ -63,7 +68,8 @@ for v in "${versions[@]}"; do
 	packaged=()
 	if [ ${#runner[@]} -gt 0 ] && [ "$("${runner[@]}" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')" = "$v" ]; then
 		echo "==> CPython $v: the plugin for Debian unstable's packaged uWSGI (uwsgi/build-plugin.sh /usr/bin/uwsgi)"
-		if ! so="$("${runner[@]}" env UGREEN_SKIP_CARGO=1 "$REPO/uwsgi/build-plugin.sh" /usr/bin/uwsgi 2> "$out/build-packaged.log" | tail -1)" \
+		if ! so="$("${runner[@]}" env UGREEN_SKIP_CARGO=1 UGREEN_LIB="$lib_asm" UGREEN_NATIVE_LIBS="$native_libs" \
+			"$REPO/uwsgi/build-plugin.sh" /usr/bin/uwsgi 2> "$out/build-packaged.log" | tail -1)" \
 			|| [ -z "$so" ]; then
 			tail -30 "$out/build-packaged.log"
 			summary+=("CPython $v: the plugin build for the packaged uWSGI failed (see $out/build-packaged.log)")

@@ -2,10 +2,9 @@
  * Switch latency from C: ugreen_context_swap called through include/ugreen.h
  * against glibc swapcontext, in one process, batches interleaved, medians.
  *
- * Build (from the repository root, after `cargo build --release`):
- *   cc -O2 -Iinclude examples/c/latency.c target/release/libugreen.a \
- *      -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -o latency_c
- * `cargo run --release --example latency` and scripts/c-latency.sh do this.
+ * Build (from the repository root): scripts/c-latency.sh builds and runs it
+ * (as `cargo run --release --example latency` does), linked like any C
+ * program: the archive, then its native libraries (README, "C").
  *
  * Usage: latency_c [batches]
  */

@@ -31,6 +31,11 @@ compile_error!(
     "the `asan` feature annotates the assembly switch; it cannot be combined with `ucontext`"
 );
 
+#[cfg(all(feature = "ucontext", target_env = "musl"))]
+compile_error!(
+    "the `ucontext` feature needs getcontext/makecontext/swapcontext, which musl's libc lacks"
+);
+
 #[cfg(feature = "ucontext")]
 mod ucontext;
 #[cfg(feature = "ucontext")]

@@ -1,11 +1,11 @@
 //! Helpers shared by the integration tests: running a test's crashing part
-//! in a child process, and finding this build's `libugreen.a` for C programs.
+//! in a child process, and finding this build's `libugreen.a` and its native
+//! libraries for C programs.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::time::SystemTime;
 
 /// The environment variable that tells a re-executed test binary which
 /// scenario to run.
@@ -58,16 +58,13 @@ pub fn emulator() -> Option<Vec<String>> {
     ])
 }
 
-/// What `rustc --print native-static-libs` reports for the glibc targets.
-pub const NATIVE_LIBS: &[&str] = &[
-    "-lgcc_s",
-    "-lutil",
-    "-lrt",
-    "-lpthread",
-    "-lm",
-    "-ldl",
-    "-lc",
-];
+/// The native libraries `libugreen.a` needs on this target, as build.rs
+/// asked rustc (`OUT_DIR/native-static-libs`; see build.rs).
+pub fn native_libs() -> Vec<&'static str> {
+    include_str!(concat!(env!("OUT_DIR"), "/native-static-libs"))
+        .split_whitespace()
+        .collect()
+}
 
 /// The directory of this test binary (`target/<profile>/deps`).
 pub fn deps_dir() -> PathBuf {
@@ -77,77 +74,115 @@ pub fn deps_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Names in the symbol table of an ar archive (GNU format, first member "/").
-fn archive_symbols(path: &Path) -> Vec<String> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut head = [0u8; 8 + 60];
-    if file.read_exact(&mut head).is_err() || &head[..8] != b"!<arch>\n" || &head[8..10] != b"/ " {
-        return Vec::new();
-    }
-    let size: usize = std::str::from_utf8(&head[8 + 48..8 + 58])
-        .unwrap_or("")
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    let mut table = vec![0u8; size];
-    if file.read_exact(&mut table).is_err() || size < 4 {
-        return Vec::new();
-    }
-    let count = u32::from_be_bytes(table[..4].try_into().unwrap()) as usize;
-    let names = table.get(4 + 4 * count..).unwrap_or(&[]);
-    names
-        .split(|&b| b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect()
-}
-
-/// The `libugreen.a` built with this test binary: the newest staticlib of
-/// the crate next to it (`cargo test` builds it in `deps/`, `cargo build`
-/// copies it one level up) whose backend matches this build's features.
+/// The `libugreen.a` this test binary was built with, named by cargo: runs
+/// `cargo test --no-run --message-format=json` for this test target with
+/// the profile, target, features and `-Zbuild-std` this binary was built
+/// with (all fresh, so nothing is rebuilt), checks that cargo names this very
+/// executable, and returns the `.a` of the same build's ugreen artifact.
 pub fn staticlib() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        let exe = exe.canonicalize().unwrap_or(exe);
         let deps = deps_dir();
-        let mut candidates: Vec<PathBuf> = std::fs::read_dir(&deps)
-            .expect("read deps dir")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                name.starts_with("libugreen-") && name.ends_with(".a")
-            })
-            .collect();
-        if let Some(profile_dir) = deps.parent() {
-            let uplifted = profile_dir.join("libugreen.a");
-            if uplifted.is_file() {
-                candidates.push(uplifted);
+        let profile_dir = deps.parent().expect("the deps dir has a profile dir");
+        let profile = profile_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("profile dir name");
+        let above = profile_dir.parent().expect("target dir or triple dir");
+        let triple = env!("UGREEN_BUILD_TARGET");
+        let (target_dir, cross) = if above.file_name().and_then(|n| n.to_str()) == Some(triple) {
+            (above.parent().expect("target dir"), true)
+        } else {
+            (above, false)
+        };
+        let test_name = exe
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.rsplit_once('-'))
+            .map(|(name, _hash)| name.to_owned())
+            .expect("test binary named NAME-HASH");
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["test", "--no-run", "--message-format=json", "--manifest-path"])
+            .arg(&manifest)
+            .args(["--test", &test_name, "--no-default-features"])
+            .env("CARGO_TARGET_DIR", target_dir);
+        match profile {
+            "debug" => {}
+            "release" => {
+                cmd.arg("--release");
+            }
+            other => {
+                cmd.args(["--profile", other]);
             }
         }
-        let want_asm = !cfg!(feature = "ucontext");
-        let mut matching: Vec<(SystemTime, PathBuf)> = candidates
-            .iter()
-            .filter(|p| {
-                let symbols = archive_symbols(p);
-                symbols.iter().any(|s| s == "ugreen_context_swap")
-                    && symbols.iter().any(|s| s == "ugreen_internal_switch") == want_asm
-            })
-            .cloned()
-            .map(|p| (std::fs::metadata(&p).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH), p))
-            .collect();
-        matching.sort();
-        match matching.pop() {
-            Some((_, path)) => path,
-            // No readable symbol table: the newest staticlib (c_pingpong
-            // still checks the backend it was built with).
-            None if !candidates.is_empty() => candidates
-                .into_iter()
-                .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-                .unwrap(),
-            None => panic!(
-                "no libugreen.a for this build next to {} (Cargo.toml's crate-type must include \"staticlib\")",
-                deps.display()
-            ),
+        if cross {
+            cmd.args(["--target", triple]);
         }
+        let features = env!("UGREEN_BUILD_FEATURES");
+        if !features.is_empty() {
+            cmd.args(["--features", features]);
+        }
+        // -Zbuild-std leaves std's rlibs next to the test binary.
+        let build_std = std::fs::read_dir(&deps)
+            .map(|entries| {
+                entries.filter_map(Result::ok).any(|e| {
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    name.starts_with("libstd-") && name.ends_with(".rlib")
+                })
+            })
+            .unwrap_or(false);
+        if build_std {
+            cmd.arg("-Zbuild-std");
+        }
+        let out = cmd.output().expect("run cargo");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let described = || {
+            format!(
+                "{cmd:?}: {}\n--- stderr\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        };
+        assert!(out.status.success(), "{}", described());
+        let messages: Vec<serde_json::Value> = stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|m: &serde_json::Value| m["reason"] == "compiler-artifact")
+            .collect();
+        let same_exe = |m: &serde_json::Value| {
+            m["executable"]
+                .as_str()
+                .map(|e| Path::new(e).canonicalize().ok().as_deref() == Some(exe.as_path()))
+                .unwrap_or(false)
+        };
+        assert!(
+            messages.iter().any(same_exe),
+            "cargo does not name this test binary ({}): it would build it differently\n{}",
+            exe.display(),
+            described()
+        );
+        let manifest = manifest.to_string_lossy();
+        messages
+            .iter()
+            .filter(|m| m["manifest_path"].as_str() == Some(&*manifest))
+            .filter(|m| {
+                m["target"]["crate_types"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t == "staticlib"))
+            })
+            .flat_map(|m| m["filenames"].as_array().cloned().unwrap_or_default())
+            .filter_map(|f| f.as_str().map(PathBuf::from))
+            .find(|f| f.extension().is_some_and(|e| e == "a"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "cargo names no libugreen.a (Cargo.toml's crate-type must include \"staticlib\")\n{}",
+                    described()
+                )
+            })
     })
 }

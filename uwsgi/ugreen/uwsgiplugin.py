@@ -1,7 +1,9 @@
 # uWSGI build description of the ugreen plugin (uGreen on libugreen).
 #
 # Environment:
-#   UGREEN_LIB      path of libugreen.a (default: <repo>/target/release/libugreen.a)
+#   UGREEN_LIB      path of libugreen.a, with UGREEN_NATIVE_LIBS its native
+#                   libraries (both as <repo>/scripts/staticlib prints them; when
+#                   UGREEN_LIB is unset the script is run: `cargo build --release`)
 #   UGREEN_INCLUDE  directory holding ugreen.h (default: <repo>/include)
 #   UGREEN_PYTHON   0 to build without Python support; otherwise the Python
 #                   support is compiled when the headers of $PYTHON (or python3)
@@ -32,11 +34,23 @@ def _plugin_dir():
 
 _here = _plugin_dir()
 _repo = os.path.abspath(os.path.join(_here, '..', '..'))
-_lib = os.environ.get('UGREEN_LIB', os.path.join(_repo, 'target', 'release', 'libugreen.a'))
+_lib = os.environ.get('UGREEN_LIB')
+_native_libs = os.environ.get('UGREEN_NATIVE_LIBS')
+if not _lib:
+    # the release archive and its native libraries, named by cargo
+    try:
+        _lib, _native_libs = subprocess.check_output(
+            [os.path.join(_repo, 'scripts', 'staticlib'), '--release']).decode().splitlines()[:2]
+    except Exception as e:
+        raise SystemExit("ugreen plugin: scripts/staticlib --release failed (%s); set UGREEN_LIB "
+                         "and UGREEN_NATIVE_LIBS" % e)
 _inc = os.environ.get('UGREEN_INCLUDE', os.path.join(_repo, 'include'))
 
 if not os.path.isfile(_lib):
-    raise SystemExit("ugreen plugin: %s not found (run `cargo build --release` or set UGREEN_LIB)" % _lib)
+    raise SystemExit("ugreen plugin: %s not found (set UGREEN_LIB)" % _lib)
+if not _native_libs:
+    raise SystemExit("ugreen plugin: UGREEN_NATIVE_LIBS is not set (scripts/staticlib prints "
+                     "the archive's native libraries on its second line)")
 if not os.path.isfile(os.path.join(_inc, 'ugreen.h')):
     raise SystemExit("ugreen plugin: ugreen.h not found in %s (set UGREEN_INCLUDE)" % _inc)
 
@@ -45,7 +59,7 @@ CFLAGS = ['-I%s' % _inc, '-Wno-error']
 # the archive's symbols stay private to the plugin (and to the uwsgi binary)
 LDFLAGS = ['-Wl,--exclude-libs,libugreen.a']
 # the archive's path goes in LIBS (LDFLAGS precede the objects in the embedded link)
-LIBS = [_lib, '-Wl,--exclude-libs,libugreen.a', '-lgcc_s', '-lutil', '-lrt', '-lpthread', '-lm', '-ldl', '-lc']
+LIBS = [_lib, '-Wl,--exclude-libs,libugreen.a'] + _native_libs.split()
 GCC_LIST = ['ugreen', 'ugreen_python']
 
 
