@@ -28,25 +28,23 @@
 //! builds and runs `examples/c/latency.c`:
 //! the same ping-pong with `ugreen_context_swap` called from C through the
 //! header, against `swapcontext` in that process.
+//!
+//! The pairs and creation cases are in examples/fixtures/mod.rs, shared with
+//! the switch_count example and the benches.
 
 // The baseline, glibc's swapcontext, does not exist in musl's libc: on
 // other targets the program says so and stops.
 #![cfg_attr(not(target_env = "gnu"), allow(dead_code, unused_imports))]
 
-use std::ffi::c_void;
-use std::hint::black_box;
+#[path = "fixtures/mod.rs"]
+mod fixtures;
+
 use std::mem::MaybeUninit;
 use std::path::Path;
 use std::process::Command;
-use std::ptr::{self, addr_of_mut};
-use std::sync::atomic::{AtomicPtr, Ordering};
 use std::time::Instant;
 
-use ugreen::ffi::ugreen_context_swap;
-use ugreen::{Coroutine, CoroutineResult, RawContext, Stack};
-
-/// Usable pages of every stack used here.
-const STACK_PAGES: usize = 16;
+use fixtures::*;
 
 // ------------------------------------------------------------- statistics
 
@@ -104,426 +102,45 @@ fn time(f: impl FnOnce()) -> f64 {
     t.elapsed().as_nanos() as f64
 }
 
-/// Prevents the compiler from turning the preceding call into a tail call,
-/// so a depth-1 helper really is one call level.
-#[inline(always)]
-fn no_tail_call() {
-    // SAFETY: an empty assembly statement.
-    unsafe { core::arch::asm!("", options(nomem, nostack, preserves_flags)) };
-}
-
-// ------------------------------------------- ugreen_context_swap (C symbol)
-
-/// Two contexts ping-ponging: the main side and the green side.
-struct AsmPing {
-    main: RawContext,
-    green: RawContext,
-    stop: bool,
-}
-
-#[inline(never)]
-unsafe fn asm_swap_depth1(from: *mut RawContext, to: *mut RawContext) {
-    // SAFETY: forwarded.
-    unsafe { ugreen_context_swap(from, to) };
-    no_tail_call();
-}
-
-unsafe extern "C" fn asm_green_depth0(arg: *mut c_void, _transfer: usize) {
-    let p = arg.cast::<AsmPing>();
-    // SAFETY: `p` outlives the context; `main` is suspended whenever this runs.
-    unsafe {
-        loop {
-            ugreen_context_swap(addr_of_mut!((*p).green), addr_of_mut!((*p).main));
-            if ptr::read_volatile(addr_of_mut!((*p).stop)) {
-                return;
-            }
-        }
-    }
-}
-
-unsafe extern "C" fn asm_green_depth1(arg: *mut c_void, _transfer: usize) {
-    let p = arg.cast::<AsmPing>();
-    // SAFETY: as above.
-    unsafe {
-        loop {
-            asm_swap_depth1(addr_of_mut!((*p).green), addr_of_mut!((*p).main));
-            if ptr::read_volatile(addr_of_mut!((*p).stop)) {
-                return;
-            }
-        }
-    }
-}
-
-/// A ping-pong pair on its own stack; `run(n)` does `n` one-way switches.
-struct AsmPair {
-    stack: Stack,
-    p: Box<AsmPing>,
-    depth: u32,
-}
-
-impl AsmPair {
-    fn new(depth: u32) -> AsmPair {
-        let stack = Stack::new(STACK_PAGES).expect("stack");
-        let mut p = Box::new(AsmPing {
-            main: RawContext::new(),
-            green: RawContext::new(),
-            stop: false,
-        });
-        let entry = if depth == 0 {
-            asm_green_depth0
-        } else {
-            asm_green_depth1
-        };
-        let pp: *mut AsmPing = &mut *p;
-        // SAFETY: `p` and `stack` live as long as the pair; the link is
-        // `main`, suspended whenever the green side runs.
-        unsafe {
-            RawContext::make(
-                addr_of_mut!((*pp).green),
-                &stack,
-                entry,
-                pp.cast(),
-                addr_of_mut!((*pp).main),
-            )
-            .expect("make");
-            // First entry: the green side starts and switches straight back.
-            ugreen_context_swap(addr_of_mut!((*pp).main), addr_of_mut!((*pp).green));
-        }
-        AsmPair { stack, p, depth }
-    }
-
-    /// `n` one-way switches (`n / 2` round trips).
-    fn run(&mut self, n: u64) -> f64 {
-        let p: *mut AsmPing = &mut *self.p;
-        let rounds = n / 2;
-        // SAFETY: the green side is suspended in `green` between batches.
-        unsafe {
-            let (main, green) = (addr_of_mut!((*p).main), addr_of_mut!((*p).green));
-            if self.depth == 0 {
-                time(|| {
-                    for _ in 0..rounds {
-                        ugreen_context_swap(main, green);
-                    }
-                })
-            } else {
-                time(|| {
-                    for _ in 0..rounds {
-                        asm_swap_depth1(main, green);
-                    }
-                })
-            }
-        }
-    }
-}
-
-impl Drop for AsmPair {
-    fn drop(&mut self) {
-        let p: *mut AsmPing = &mut *self.p;
-        // SAFETY: the green side sees `stop`, returns, and its link resumes us.
-        unsafe {
-            (*p).stop = true;
-            ugreen_context_swap(addr_of_mut!((*p).main), addr_of_mut!((*p).green));
-        }
-        assert!(!self.stack.is_in_use());
-    }
-}
-
-// --------------------------------------------------------------- Coroutine
-
-#[inline(never)]
-fn resume_depth1(co: &mut Coroutine<'static, (), (), ()>) -> CoroutineResult<(), ()> {
-    let r = co.resume(());
-    no_tail_call();
-    r
-}
-
-#[inline(never)]
-fn suspend_depth1(y: &ugreen::Yielder<(), ()>) {
-    y.suspend(());
-    no_tail_call();
-}
-
-/// A coroutine that suspends forever; `run(n)` does `n` one-way switches.
+/// A ping-pong coroutine of ugreen's (see `fixtures`); `run(n)` does `n`
+/// one-way switches.
 fn coroutine_case(depth: u32) -> Box<dyn FnMut(u64) -> f64> {
-    let stack = Stack::new(STACK_PAGES).expect("stack");
-    let mut co: Coroutine<'static, (), (), ()> = if depth == 0 {
-        Coroutine::new(stack, |y, ()| loop {
-            y.suspend(());
-        })
-    } else {
-        Coroutine::new(stack, |y, ()| loop {
-            suspend_depth1(y);
-        })
-    };
-    Box::new(move |n| {
-        let rounds = n / 2;
-        if depth == 0 {
-            time(|| {
-                for _ in 0..rounds {
-                    black_box(co.resume(()));
-                }
-            })
-        } else {
-            time(|| {
-                for _ in 0..rounds {
-                    black_box(resume_depth1(&mut co));
-                }
-            })
-        }
-    })
+    let mut co = ugreen_ping(depth);
+    Box::new(move |n| time(|| ugreen_switches(&mut co, depth, n)))
 }
 
-// -------------------------------------------------------------- corosensei
-
-#[inline(never)]
-fn cs_resume_depth1(
-    co: &mut corosensei::Coroutine<(), (), ()>,
-) -> corosensei::CoroutineResult<(), ()> {
-    let r = co.resume(());
-    no_tail_call();
-    r
-}
-
-#[inline(never)]
-fn cs_suspend_depth1(y: &corosensei::Yielder<(), ()>) {
-    y.suspend(());
-    no_tail_call();
-}
-
-/// The same ping-pong with corosensei 0.3 (what a Rust user would pick
-/// instead of ugreen's `Coroutine`), on a stack of the same size.
+/// The same ping-pong with corosensei 0.3, on a stack of the same size.
 fn corosensei_case(depth: u32) -> Box<dyn FnMut(u64) -> f64> {
-    let stack =
-        corosensei::stack::DefaultStack::new(STACK_PAGES * ugreen::page_size()).expect("stack");
-    let mut co: corosensei::Coroutine<(), (), ()> = if depth == 0 {
-        corosensei::Coroutine::with_stack(stack, |y, ()| loop {
-            y.suspend(());
-        })
-    } else {
-        corosensei::Coroutine::with_stack(stack, |y, ()| loop {
-            cs_suspend_depth1(y);
-        })
-    };
-    Box::new(move |n| {
-        let rounds = n / 2;
-        if depth == 0 {
-            time(|| {
-                for _ in 0..rounds {
-                    black_box(co.resume(()));
-                }
-            })
-        } else {
-            time(|| {
-                for _ in 0..rounds {
-                    black_box(cs_resume_depth1(&mut co));
-                }
-            })
-        }
-    })
+    let mut co = cs_ping(depth);
+    Box::new(move |n| time(|| cs_switches(&mut co, depth, n)))
 }
-
-/// corosensei's `Coroutine::with_stack` + `resume` to completion +
-/// `into_stack`, on one reused stack (corosensei's way to reuse a stack).
-fn create_corosensei_case() -> Box<dyn FnMut(u64) -> f64> {
-    let mut stack = Some(
-        corosensei::stack::DefaultStack::new(STACK_PAGES * ugreen::page_size()).expect("stack"),
-    );
-    Box::new(move |n| {
-        time(|| {
-            for _ in 0..n {
-                let mut co: corosensei::Coroutine<u32, (), u32> =
-                    corosensei::Coroutine::with_stack(stack.take().unwrap(), |_, x: u32| x + 1);
-                black_box(co.resume(black_box(1)));
-                stack = Some(co.into_stack());
-            }
-        })
-    })
-}
-
-// ------------------------------------------------------------ swapcontext
-
-#[cfg(target_env = "gnu")]
-struct UcPing {
-    main: libc::ucontext_t,
-    green: libc::ucontext_t,
-    stop: bool,
-    depth: u32,
-}
-
-/// The pair the green side of a swapcontext ping-pong belongs to (makecontext
-/// passes only `int` arguments portably).
-#[cfg(target_env = "gnu")]
-static UC_CURRENT: AtomicPtr<UcPing> = AtomicPtr::new(ptr::null_mut());
-
-#[cfg(target_env = "gnu")]
-#[inline(never)]
-unsafe fn uc_swap_depth1(from: *mut libc::ucontext_t, to: *const libc::ucontext_t) {
-    // SAFETY: forwarded.
-    unsafe { libc::swapcontext(from, to) };
-    no_tail_call();
-}
-
-#[cfg(target_env = "gnu")]
-extern "C" fn uc_green() {
-    let p = UC_CURRENT.load(Ordering::Relaxed);
-    // SAFETY: `p` is the pair being run; `main` holds the suspended main side.
-    unsafe {
-        let (green, main) = (addr_of_mut!((*p).green), addr_of_mut!((*p).main));
-        if (*p).depth == 0 {
-            loop {
-                libc::swapcontext(green, main);
-                if ptr::read_volatile(addr_of_mut!((*p).stop)) {
-                    return;
-                }
-            }
-        } else {
-            loop {
-                uc_swap_depth1(green, main);
-                if ptr::read_volatile(addr_of_mut!((*p).stop)) {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-#[cfg(target_env = "gnu")]
-struct UcPair {
-    _stack: Stack,
-    p: Box<UcPing>,
-}
-
-#[cfg(target_env = "gnu")]
-impl UcPair {
-    fn new(depth: u32) -> UcPair {
-        let stack = Stack::new(STACK_PAGES).expect("stack");
-        // SAFETY: ucontext_t is plain data; all-zero is a valid bit pattern.
-        let mut p = Box::new(UcPing {
-            main: unsafe { MaybeUninit::zeroed().assume_init() },
-            green: unsafe { MaybeUninit::zeroed().assume_init() },
-            stop: false,
-            depth,
-        });
-        let pp: *mut UcPing = &mut *p;
-        // SAFETY: the stack and the pair outlive the context; uc_link is the
-        // main context, saved by the swapcontext that enters the green one.
-        unsafe {
-            let green = addr_of_mut!((*pp).green);
-            assert_eq!(libc::getcontext(green), 0);
-            (*green).uc_stack.ss_sp = stack.bottom().cast();
-            (*green).uc_stack.ss_size = stack.size();
-            (*green).uc_link = addr_of_mut!((*pp).main);
-            libc::makecontext(green, uc_green, 0);
-            UC_CURRENT.store(pp, Ordering::Relaxed);
-            assert_eq!(libc::swapcontext(addr_of_mut!((*pp).main), green), 0);
-        }
-        UcPair { _stack: stack, p }
-    }
-
-    fn run(&mut self, n: u64) -> f64 {
-        let p: *mut UcPing = &mut *self.p;
-        let rounds = n / 2;
-        // SAFETY: the green side is suspended in `green` between batches.
-        unsafe {
-            let (main, green) = (addr_of_mut!((*p).main), addr_of_mut!((*p).green));
-            if (*p).depth == 0 {
-                time(|| {
-                    for _ in 0..rounds {
-                        libc::swapcontext(main, green);
-                    }
-                })
-            } else {
-                time(|| {
-                    for _ in 0..rounds {
-                        uc_swap_depth1(main, green);
-                    }
-                })
-            }
-        }
-    }
-}
-
-#[cfg(target_env = "gnu")]
-impl Drop for UcPair {
-    fn drop(&mut self) {
-        let p: *mut UcPing = &mut *self.p;
-        // SAFETY: the green side sees `stop`, returns, and uc_link resumes us.
-        unsafe {
-            (*p).stop = true;
-            UC_CURRENT.store(p, Ordering::Relaxed);
-            libc::swapcontext(addr_of_mut!((*p).main), addr_of_mut!((*p).green));
-        }
-    }
-}
-
-// --------------------------------------------------------------- creation
-
-unsafe extern "C" fn return_at_once(_arg: *mut c_void, _transfer: usize) {}
 
 /// `RawContext::make` + `ugreen_context_swap` into it + return through the
 /// link, on one reused stack.
 fn create_raw_case() -> Box<dyn FnMut(u64) -> f64> {
-    let stack = Stack::new(STACK_PAGES).expect("stack");
-    let mut main = Box::new(RawContext::new());
-    let mut green = Box::new(RawContext::new());
-    Box::new(move |n| {
-        let (m, g): (*mut RawContext, *mut RawContext) = (&mut *main, &mut *green);
-        time(|| {
-            for _ in 0..n {
-                // SAFETY: the previous context on `stack` finished, so make
-                // succeeds; its link `m` is suspended by the swap.
-                unsafe {
-                    RawContext::make(g, &stack, return_at_once, ptr::null_mut(), m).expect("make");
-                    ugreen_context_swap(m, g);
-                }
-            }
-        })
-    })
+    let mut f = MakeRaw::new();
+    Box::new(move |n| time(|| f.run(n)))
 }
 
 /// `Coroutine::on_stack` + `resume` to completion, on one reused stack.
 fn create_coroutine_case() -> Box<dyn FnMut(u64) -> f64> {
-    let mut stack = Stack::new(STACK_PAGES).expect("stack");
-    Box::new(move |n| {
-        time(|| {
-            for _ in 0..n {
-                let mut co: Coroutine<u32, (), u32> =
-                    Coroutine::on_stack(&mut stack, |_, x: u32| x + 1);
-                black_box(co.resume(black_box(1)));
-            }
-        })
-    })
+    let mut f = MakeCo::new();
+    Box::new(move |n| time(|| f.run(n)))
 }
 
-#[cfg(target_env = "gnu")]
-extern "C" fn uc_return_at_once() {}
+/// corosensei's `Coroutine::with_stack` + `resume` to completion +
+/// `into_stack`, on one reused stack.
+fn create_corosensei_case() -> Box<dyn FnMut(u64) -> f64> {
+    let mut f = MakeCs::new();
+    Box::new(move |n| time(|| f.run(n)))
+}
 
 /// `getcontext` + `makecontext` + `swapcontext`, returning through `uc_link`,
 /// on one preallocated stack.
 #[cfg(target_env = "gnu")]
 fn create_uc_case() -> Box<dyn FnMut(u64) -> f64> {
-    let stack = Stack::new(STACK_PAGES).expect("stack");
-    // SAFETY: ucontext_t is plain data; all-zero is a valid bit pattern.
-    let mut main: Box<libc::ucontext_t> = Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
-    let mut green: Box<libc::ucontext_t> = Box::new(unsafe { MaybeUninit::zeroed().assume_init() });
-    Box::new(move |n| {
-        let (m, g): (*mut libc::ucontext_t, *mut libc::ucontext_t) = (&mut *main, &mut *green);
-        let (bottom, size) = (stack.bottom(), stack.size());
-        time(|| {
-            for _ in 0..n {
-                // SAFETY: the stack is free (the previous context returned);
-                // uc_link `m` is saved by the swapcontext below.
-                unsafe {
-                    libc::getcontext(g);
-                    (*g).uc_stack.ss_sp = bottom.cast();
-                    (*g).uc_stack.ss_size = size;
-                    (*g).uc_link = m;
-                    libc::makecontext(g, uc_return_at_once, 0);
-                    libc::swapcontext(m, g);
-                }
-            }
-        })
-    })
+    let mut f = MakeUc::new();
+    Box::new(move |n| time(|| f.run(n)))
 }
 
 // ---------------------------------------------------------------- machine
@@ -687,37 +304,37 @@ fn main() {
     let emul = emulated();
     let scale = |n: u64| if emul { n / 5 } else { n };
 
-    let mut asm0 = AsmPair::new(0);
-    let mut asm1 = AsmPair::new(1);
+    let mut asm0 = RawPair::new(0);
+    let mut asm1 = RawPair::new(1);
     let mut uc0 = UcPair::new(0);
     let mut uc1 = UcPair::new(1);
 
     // SAFETY (all closures below): the pairs outlive the cases (dropped at the
     // end of main, after the cases).
-    let (a0, a1): (*mut AsmPair, *mut AsmPair) = (&mut asm0, &mut asm1);
+    let (a0, a1): (*mut RawPair, *mut RawPair) = (&mut asm0, &mut asm1);
     let (u0, u1): (*mut UcPair, *mut UcPair) = (&mut uc0, &mut uc1);
     let mut cases = vec![
         Case::new(
             "asm0",
             scale(fast),
-            Box::new(move |n| unsafe { (*a0).run(n) }),
+            Box::new(move |n| time(|| unsafe { (*a0).switches(n) })),
         ),
         Case::new(
             "asm1",
             scale(fast),
-            Box::new(move |n| unsafe { (*a1).run(n) }),
+            Box::new(move |n| time(|| unsafe { (*a1).switches(n) })),
         ),
         Case::new("co0", scale(fast), coroutine_case(0)),
         Case::new("co1", scale(fast), coroutine_case(1)),
         Case::new(
             "uc0",
             scale(slow),
-            Box::new(move |n| unsafe { (*u0).run(n) }),
+            Box::new(move |n| time(|| unsafe { (*u0).switches(n) })),
         ),
         Case::new(
             "uc1",
             scale(slow),
-            Box::new(move |n| unsafe { (*u1).run(n) }),
+            Box::new(move |n| time(|| unsafe { (*u1).switches(n) })),
         ),
         Case::new("mk_raw", scale(fast / 4), create_raw_case()),
         Case::new("mk_co", scale(fast / 4), create_coroutine_case()),
