@@ -36,6 +36,8 @@
 // other targets the program says so and stops.
 #![cfg_attr(not(target_env = "gnu"), allow(dead_code, unused_imports))]
 
+#[path = "../tests/common/emulation.rs"]
+mod emulation;
 #[path = "fixtures/mod.rs"]
 mod fixtures;
 
@@ -192,16 +194,13 @@ fn glibc_version() -> String {
         .into_owned()
 }
 
-/// Whether the program runs under user-mode emulation (qemu-user), found
-/// as tests/common finds it: qemu emulates `uname`, but
-/// /proc/sys/kernel/arch shows the real host. `UGREEN_EMULATED=0/1`
-/// overrides it.
+/// Whether the program runs under user-mode emulation (qemu-user), checked
+/// as the tests check it; `UGREEN_EMULATED=0/1` overrides it.
 fn emulated() -> bool {
     if let Ok(v) = std::env::var("UGREEN_EMULATED") {
         return v == "1";
     }
-    std::fs::read_to_string("/proc/sys/kernel/arch")
-        .is_ok_and(|host| host.trim() != std::env::consts::ARCH)
+    emulation::emulated()
 }
 
 // --------------------------------------------------------------------- C

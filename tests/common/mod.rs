@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+mod emulation;
+
 /// The environment variable that tells a re-executed test binary which
 /// scenario to run.
 pub const CHILD_ENV: &str = "UGREEN_TEST_CHILD";
@@ -43,14 +45,12 @@ pub fn signal_of(out: &Output) -> Option<i32> {
 
 /// When this test binary runs under qemu-user on another architecture (the
 /// cross test setup of .cargo/config.toml), the command that runs a binary
-/// of this architecture; None on a native host. qemu emulates `uname`, but
-/// /proc/sys/kernel/arch shows the real host.
+/// of this architecture; None on a native host.
 pub fn emulator() -> Option<Vec<String>> {
-    let host = std::fs::read_to_string("/proc/sys/kernel/arch").ok()?;
-    let target = std::env::consts::ARCH;
-    if host.trim() == target {
+    if !emulation::emulated() {
         return None;
     }
+    let target = std::env::consts::ARCH;
     Some(vec![
         format!("qemu-{target}"),
         "-L".into(),
