@@ -6,35 +6,7 @@ use crate::stack::Stack;
 use core::ffi::c_void;
 use core::ptr;
 
-/// The entry function of a raw context: `entry(arg, transfer)`, where `arg`
-/// is the pointer given to [`RawContext::make`] and `transfer` the word passed
-/// by the first swap into the context (0 from [`RawContext::swap`]).
-///
-/// A C function `void entry(void *arg)` is called the same way; it ignores
-/// the second argument.
-pub type EntryFn = unsafe extern "C" fn(arg: *mut c_void, transfer: usize);
-
-/// A saved execution context (`ugreen_context` in C).
-///
-/// Plain, fixed-size, caller-allocated. A zeroed context is valid as the
-/// `from` of a swap: it is where the current thread's state is saved. A
-/// context is *suspended* (resumable) from the moment a swap saves into it,
-/// or a make prepares it, until a swap resumes it; while it runs, after its
-/// entry function returned, and before it is made it is not, and swapping
-/// into it aborts the process with a message.
-///
-/// A context must stay at the same address while it is suspended.
-#[repr(C)]
-#[derive(Debug)]
-pub struct RawContext {
-    /// Saved stack pointer while suspended; NULL otherwise.
-    pub(crate) sp: *mut c_void,
-    /// Used only by a library built for AddressSanitizer (the `asan`
-    /// feature): the bounds (lowest address, size) of the stack the context
-    /// runs on, which ASan must be told at every switch; {NULL, 0} for a
-    /// thread's own stack. Zero them with the rest of the context.
-    pub(crate) asan_stack: [*mut c_void; 2],
-}
+pub use crate::arch::{EntryFn, RawContext};
 
 impl Default for RawContext {
     fn default() -> Self {
@@ -121,52 +93,4 @@ impl RawContext {
         // SAFETY: the caller's contract.
         unsafe { arch::switch(from, to, transfer) }
     }
-}
-
-/// Called by the switch routine when its arguments are unusable.
-#[no_mangle]
-pub(crate) extern "C" fn ugreen_internal_swap_misuse(
-    from: *const RawContext,
-    to: *const RawContext,
-) -> ! {
-    use crate::diag::fatal;
-    if to.is_null() {
-        fatal(&[b"ugreen_context_swap: `to` is NULL"]);
-    }
-    if from.is_null() {
-        // Also reached when a finished context's link cannot be resumed.
-        fatal(&[b"ugreen_context_swap: `from` is NULL, or the link of a finished context is not suspended"]);
-    }
-    fatal(&[b"ugreen_context_swap: the target context is not suspended (it is running, has finished, or was never made)"])
-}
-
-/// Called by the trampoline when an entry function without a link returns.
-#[no_mangle]
-pub(crate) extern "C" fn ugreen_internal_no_link() -> ! {
-    crate::diag::fatal(&[
-        b"a context made without a link returned from its entry function; nothing to resume",
-    ])
-}
-
-/// The personality routine of the entry trampolines (their unwind
-/// information names it): an exception, or a forced unwind, that leaves a
-/// context's entry function reaches it in the unwinder's first phase and
-/// ends the process with a message. Without it, the trampoline's unwind
-/// information, which continues into the resumer so that backtraces walk out
-/// of a green thread, would let the resumer catch the exception and run on
-/// while its own stack is still marked in use. Backtraces do not call
-/// personality routines, so they are unaffected.
-///
-/// cbindgen:ignore
-#[no_mangle]
-pub(crate) extern "C" fn ugreen_internal_entry_personality(
-    _version: core::ffi::c_int,
-    _actions: core::ffi::c_int,
-    _exception_class: u64,
-    _exception: *mut c_void,
-    _context: *mut c_void,
-) -> core::ffi::c_int {
-    crate::diag::fatal(&[
-        b"an exception (or unwind) escaped a context's entry function; entry functions must not unwind",
-    ])
 }

@@ -12,7 +12,7 @@ mod x86_64;
 #[cfg(target_arch = "x86_64")]
 use x86_64 as frame;
 
-use crate::context::{EntryFn, RawContext};
+use super::{EntryFn, RawContext};
 use core::ffi::c_void;
 use core::mem::size_of;
 use frame::SwitchFrame;

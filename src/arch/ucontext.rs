@@ -7,7 +7,7 @@
 //! as the context stays suspended); for a new context, one placed below the
 //! top of its stack by `init_frame`.
 
-use crate::context::{EntryFn, RawContext};
+use super::{EntryFn, RawContext};
 use core::cell::Cell;
 use core::ffi::c_void;
 use core::mem::{size_of, MaybeUninit};
@@ -40,7 +40,7 @@ pub(crate) unsafe fn switch(from: *mut RawContext, to: *mut RawContext, transfer
     // SAFETY: checked like the assembly routine does.
     let target = unsafe {
         if from.is_null() || to.is_null() || (*to).sp.is_null() {
-            crate::context::ugreen_internal_swap_misuse(from, to);
+            crate::diag::ugreen_internal_swap_misuse(from.cast(), to.cast());
         }
         (*to).sp.cast::<libc::ucontext_t>()
     };
@@ -77,7 +77,7 @@ unsafe fn jump(to: *mut RawContext) -> ! {
     // SAFETY: checked like the assembly routine does.
     unsafe {
         if to.is_null() || (*to).sp.is_null() {
-            crate::context::ugreen_internal_swap_misuse(core::ptr::null(), to);
+            crate::diag::ugreen_internal_swap_misuse(core::ptr::null(), to.cast());
         }
         let target = (*to).sp.cast::<libc::ucontext_t>();
         (*to).sp = core::ptr::null_mut();
@@ -99,7 +99,7 @@ extern "C" fn trampoline(lo: u32, hi: u32) {
     // SAFETY: the contract of RawContext::make.
     unsafe { entry(arg, transfer) };
     if link.is_null() {
-        crate::context::ugreen_internal_no_link();
+        crate::diag::ugreen_internal_no_link();
     }
     // `live` is cleared by the resumed side, off this stack (in `switch`).
     RELEASE.with(|r| r.set(live));

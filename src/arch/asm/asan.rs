@@ -28,7 +28,7 @@
 //! symbols of the ASan runtime).
 
 use super::CoContext;
-use crate::context::{EntryFn, RawContext};
+use crate::arch::{EntryFn, RawContext};
 use core::cell::Cell;
 use core::ffi::c_void;
 use core::ptr;
@@ -176,7 +176,7 @@ pub(super) unsafe fn switch(
 ) -> usize {
     // SAFETY: reads of contexts the caller guarantees valid when non-NULL.
     if from.is_null() || to.is_null() || unsafe { (*to).sp.is_null() } {
-        crate::context::ugreen_internal_swap_misuse(from, to);
+        crate::diag::ugreen_internal_swap_misuse(from.cast(), to.cast());
     }
     record(from, CURRENT.with(Cell::get));
     let mut fake_stack: *mut c_void = ptr::null_mut();
