@@ -227,13 +227,19 @@ static void *ug_drain_watcher(void *arg) {
 	(void) arg;
 	while (sem_wait(&ugd.wake) != 0)
 		;
-	int mercy_logged = 0;
+	int mercy_logged = 0, after_end = 0;
 	for (;;) {
 		struct timespec ts = {0, 20 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 		int busy = ug_busy_cores();
-		if (!uwsgi.workers[uwsgi.mywid].manage_next_request)
-			break; /* the loop ends: the worker exits */
+		if (!uwsgi.workers[uwsgi.mywid].manage_next_request) {
+			/* the loop ends and the worker exits; a few more wake-ups (0.5 s) in
+			   case the flag was cleared just before the loop blocked in its wait */
+			if (++after_end > 25)
+				break;
+			pthread_kill(ug.worker_thread, SIGHUP);
+			continue;
+		}
 		if (busy == 0) {
 			/* wakes the loop (EINTR); the handler exits the idle worker */
 			pthread_kill(ug.worker_thread, SIGHUP);
@@ -271,6 +277,20 @@ static void ug_sighup(int signum) {
 	/* the loop is ending already (the worker is on its way out) */
 	if (!uwsgi.workers[uwsgi.mywid].manage_next_request)
 		return;
+	if (ugd.draining) {
+		/* a stop in progress (the watcher's wake-up, or a second SIGHUP): once no
+		   core is in use, end the loop, which this signal interrupted; the worker
+		   then exits through uWSGI's own path. Never exit() here: the handler may
+		   have interrupted the worker anywhere (inside malloc, say), and exit()
+		   runs uWSGI's and Python's atexit code, which can deadlock there until
+		   the master's --worker-reload-mercy kill. */
+		if (ug_busy_cores() == 0) {
+			if (uwsgi.workers[uwsgi.mywid].shutdown_sockets)
+				uwsgi_shutdown_all_sockets();
+			uwsgi.workers[uwsgi.mywid].manage_next_request = 0;
+		}
+		return;
+	}
 	if (!ugd.hup_seen) {
 		ugd.hup_seen = 1;
 		uwsgi_log("Gracefully killing worker %d (pid: %d)...\n", uwsgi.mywid, uwsgi.mypid);
