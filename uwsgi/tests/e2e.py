@@ -248,19 +248,23 @@ def test_stress_gil_contention(opts):
     return detail + ', two app threads competing for the GIL'
 
 
+def tagged_requests(srv, nreq):
+    """nreq requests GET /?tag=N from 30 clients; each must answer 'ok:N'."""
+    def one(tag):
+        status, body = http_get(srv.port, '/?tag=%d' % tag)
+        if status != 200 or body != 'ok:%d' % tag:
+            raise TestFailure('status %d body %r' % (status, body))
+    _, errors = run_clients(30, list(range(nreq)), one, timeout=120)
+    if errors:
+        raise TestFailure('%d errors, first: %s\nlog:\n%s' % (len(errors), errors[:3], srv.log_tail()))
+
+
 def isolation(name, binary, plugin):
     args = ['--master', '--processes', '1', '--async', '30', '--ugreen',
             '--wsgi-file', os.path.join(APPS, 'isolation_app.py')]
     with Server(name, binary, args, plugin=plugin) as srv:
         nreq = 1500
-
-        def one(tag):
-            status, body = http_get(srv.port, '/?tag=%d' % tag)
-            if status != 200 or body != 'ok:%d' % tag:
-                raise TestFailure('status %d body %r' % (status, body))
-        _, errors = run_clients(30, list(range(nreq)), one, timeout=120)
-        if errors:
-            raise TestFailure('%d errors, first: %s\nlog:\n%s' % (len(errors), errors[:3], srv.log_tail()))
+        tagged_requests(srv, nreq)
         srv.assert_no_worker_death()
         return '%d requests from 30 clients: ContextVar, decimal.localcontext and exc_info isolated' % nreq
 
@@ -278,14 +282,7 @@ def threadlocal(name, binary, plugin):
             '--wsgi-file', os.path.join(APPS, 'threadlocal_app.py')]
     with Server(name, binary, args, plugin=plugin) as srv:
         nreq = 1000
-
-        def one(tag):
-            status, body = http_get(srv.port, '/?tag=%d' % tag)
-            if status != 200 or body != 'ok:%d' % tag:
-                raise TestFailure('status %d body %r' % (status, body))
-        _, errors = run_clients(30, list(range(nreq)), one, timeout=120)
-        if errors:
-            raise TestFailure('%d errors, first: %s\nlog:\n%s' % (len(errors), errors[:3], srv.log_tail()))
+        tagged_requests(srv, nreq)
         status, body = http_get(srv.port, '/freed')
         if body != 'freed:%d:alive:0' % nreq:
             raise TestFailure('objects kept in thread-locals after their requests ended: %r (expected freed:%d:alive:0)'
