@@ -49,16 +49,16 @@ impl RawContext {
         arg: *mut c_void,
         link: *mut RawContext,
     ) -> Result<(), Error> {
-        stack.claim()?;
-        // SAFETY: `stack` is a live mapping whose top is page-aligned and
-        // which is now claimed for this context; `live` points into the
-        // stack's heap-allocated metadata, which outlives the context; the
-        // rest is the caller's contract.
+        let (bottom, top) = stack.begin(arch::INIT_RESERVE)?;
+        // SAFETY: `[bottom, top)` is a live mapping whose top is page-aligned,
+        // with room for the frame, and now claimed for this context; `live`
+        // points into the stack's heap-allocated metadata, which outlives the
+        // context; the rest is the caller's contract.
         unsafe {
             arch::init_frame(
                 ctx,
-                stack.bottom(),
-                stack.top(),
+                bottom as *mut u8,
+                top as *mut u8,
                 entry,
                 arg,
                 link,

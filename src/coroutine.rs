@@ -8,10 +8,19 @@
 //! * coroutine -> resumer: the address of the yielded `Y` (moved out by the
 //!   resumer), or 0 once the coroutine has finished; its [`Outcome`] then
 //!   sits in the slot at the top of its stack that held the closure.
+//!
+//! A value of a zero-sized type travels as its (dangling, aligned) address:
+//! nothing is read, and no stack slot is needed for it.
+//!
+//! The top of a coroutine's stack, from the top down: the slot (the closure,
+//! later the [`Outcome`]), the link (which is the [`Yielder`]), the first
+//! frame, and at least [`RUN_MIN`] bytes to run in. The slot and the link
+//! are at fixed offsets from each other, so the link alone locates both.
 
 use crate::arch;
 use crate::error::Error;
 use crate::stack::Stack;
+use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::marker::PhantomData;
 use core::mem::{align_of, size_of, ManuallyDrop};
@@ -41,18 +50,23 @@ enum Outcome<R> {
 /// The payload that unwinds a dropped coroutine's stack.
 struct ForcedUnwind;
 
-/// What a coroutine's switches share. Lives at the top of the coroutine's
-/// stack so its address never changes, whatever happens to the `Coroutine`
-/// value.
-#[repr(C)]
-struct Shared {
-    /// The link: the resumer's saved state while the coroutine runs. The
-    /// first field: the trampoline finds it at the address the entry
-    /// function receives.
-    link: arch::CoContext,
-    /// The slot holding the closure until the first entry reads it, then
-    /// the [`Outcome`] once the coroutine has finished.
-    slot: *mut u8,
+/// The size of the link rounded up to 16 bytes: the slot starts this far
+/// above it.
+const LINK_SIZE: usize = (size_of::<arch::CoContext>() + 15) & !15;
+
+/// The least space a coroutine's stack keeps for it to run in, below its
+/// slot, link and first frame.
+pub(crate) const RUN_MIN: usize = 4096;
+
+/// The address passed for a value: its own, or for a zero-sized type any
+/// aligned non-zero one (nothing is read).
+#[inline(always)]
+fn word_of<T>(value: &ManuallyDrop<T>) -> usize {
+    if size_of::<T>() == 0 {
+        align_of::<T>()
+    } else {
+        ptr::addr_of!(**value) as usize
+    }
 }
 
 /// A coroutine: a closure running on its own [`Stack`], resumed with an `I`,
@@ -81,10 +95,10 @@ pub struct Coroutine<'s, I, Y, R> {
     /// The coroutine's saved stack pointer while it is suspended (fresh or
     /// not); 0 once it has finished, and while it runs.
     sp: usize,
-    shared: NonNull<Shared>,
-    /// The slot in `shared` (kept here too, so the switch needs no
-    /// register for `shared` across it).
-    slot: *mut u8,
+    /// The link, near the top of the coroutine's stack, so its address
+    /// never changes whatever happens to the `Coroutine` value; it is also
+    /// the coroutine's [`Yielder`], and the slot lies [`LINK_SIZE`] above it.
+    link: NonNull<Yielder<I, Y>>,
     /// The stack's in-use flag, cleared when the coroutine finishes.
     live: NonNull<AtomicUsize>,
     /// Drops the closure in the slot while `Fresh`.
@@ -108,8 +122,13 @@ type YielderTypes<I, Y> = PhantomData<(fn(Y) -> I, *mut ())>;
 /// coroutine may be used there: `suspend` then suspends the whole nest (the
 /// enclosing coroutine with the nested one running inside it), and dropping
 /// the enclosing coroutine while so suspended unwinds both stacks.
+///
+/// The yielder is the coroutine's link: the place, near the top of the
+/// coroutine's stack, where a resume saves the resumer's state. The closure
+/// gets a reference to it; it cannot be moved or made elsewhere.
+#[repr(C)]
 pub struct Yielder<I, Y> {
-    shared: *mut Shared,
+    link: UnsafeCell<arch::CoContext>,
     _types: YielderTypes<I, Y>,
 }
 
@@ -119,15 +138,10 @@ impl<I, Y> Yielder<I, Y> {
     #[inline]
     pub fn suspend(&self, value: Y) -> I {
         let value = ManuallyDrop::new(value);
-        // SAFETY: `shared` lives at the top of this coroutine's stack; the
-        // coroutine is running, so `outer` holds its suspended resumer,
-        // which moves `value` out before it can be resumed again.
-        let word = unsafe {
-            arch::co_suspend(
-                ptr::addr_of_mut!((*self.shared).link),
-                ptr::addr_of!(value) as usize,
-            )
-        };
+        // SAFETY: the link is this coroutine's; the coroutine is running, so
+        // the link holds its suspended resumer, which moves `value` out
+        // before it can be resumed again.
+        let word = unsafe { arch::co_suspend(self.link.get(), word_of(&value)) };
         if word == 0 {
             forced_unwind();
         }
@@ -154,7 +168,7 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
     ///
     /// # Panics
     /// If the stack is in use by another context, or too small to hold
-    /// `f`'s captures and a page to run in ([`Coroutine::try_new`] returns
+    /// `f`'s captures and 4 KiB to run in ([`Coroutine::try_new`] returns
     /// these as errors instead).
     #[inline]
     pub fn new<F>(stack: Stack, f: F) -> Self
@@ -187,7 +201,7 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
     /// [`Coroutine::new`] without panics: fails with
     /// [`Error::WrongState`] if the stack is in use by another context, and
     /// [`Error::InvalidSize`] if it is too small to hold `f`'s captures and
-    /// a page to run in. The stack is dropped on failure.
+    /// 4 KiB to run in. The stack is dropped on failure.
     pub fn try_new<F>(stack: Stack, f: F) -> Result<Self, Error>
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + 's,
@@ -223,59 +237,48 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
     where
         F: FnOnce(&Yielder<I, Y>, I) -> R + 's,
     {
-        let (bottom, top, page) = stack.bounds();
-        // From the top down: Shared, the slot (closure, later the outcome),
-        // the initial frame, and at least a page to run in. The top is
-        // page-aligned, so for any alignment up to 4 KiB these are fixed
-        // offsets below it (folded at compile time).
+        // The offsets below the page-aligned top, for any alignment up to
+        // 4 KiB (every page size is at least 4 KiB), folded at compile time.
         let slot_size = size_of::<F>().max(size_of::<Outcome<R>>());
         let slot_align = align_of::<F>().max(align_of::<Outcome<R>>()).max(16);
-        let shared_off = (size_of::<Shared>() + 15) & !15;
-        let slot_off = shared_off
-            .checked_add(slot_size)
-            .and_then(|o| o.checked_add(slot_align - 1))
-            .map(|o| o & !(slot_align - 1));
-        let need = slot_off.and_then(|o| o.checked_add(arch::CO_RESERVE));
-        let slot_off = match (slot_off, need) {
-            // Every page size is at least 4 KiB.
-            (Some(off), Some(need)) if slot_align <= 4096 && need <= top - bottom - page => off,
-            _ => {
-                let e = MakeError::new(Error::InvalidSize, stack, size_of::<F>());
+        let link_off = slot_size
+            .checked_add(slot_align - 1)
+            .map(|o| o & !(slot_align - 1))
+            .filter(|_| slot_align <= 4096)
+            .and_then(|o| o.checked_add(LINK_SIZE));
+        let need = link_off.and_then(|o| o.checked_add(arch::CO_RESERVE + RUN_MIN));
+        let (link_off, need) = match (link_off, need) {
+            (Some(l), Some(n)) => (l, n),
+            _ => (usize::MAX, usize::MAX),
+        };
+        let (bottom, top) = match stack.begin(need) {
+            Ok(range) => range,
+            Err(error) => {
+                let e = MakeError::new(error, stack, size_of::<F>());
                 if PANIC {
                     e.panic()
                 }
                 return Err(e);
             }
         };
-        let (shared_at, slot_at) = (top - shared_off, top - slot_off);
-        if let Err(error) = stack.claim() {
-            let e = MakeError::new(error, stack, size_of::<F>());
-            if PANIC {
-                e.panic()
-            }
-            return Err(e);
-        }
-        let shared = shared_at as *mut Shared;
-        // SAFETY: `shared_at` and `slot_at` lie inside the usable range of
-        // the claimed stack (checked above), aligned for their types, and
-        // below them the frame and a page remain; nothing else uses the
-        // stack. `slot_at` is 16-aligned, as `co_init` needs of `top`.
+        let link = (top - link_off) as *mut Yielder<I, Y>;
+        // SAFETY: the slot and the link lie inside the usable range of the
+        // stack, now claimed for this coroutine; `begin` checked that they,
+        // the first frame and RUN_MIN bytes fit. The slot is aligned for F
+        // (a multiple of its alignment below the page-aligned top), the link
+        // is 16-aligned, as `co_init` needs.
         let sp = unsafe {
-            // The link is written by every resume.
-            ptr::addr_of_mut!((*shared).slot).write(slot_at as *mut u8);
-            (slot_at as *mut F).write(f);
+            slot_of(link).cast::<F>().write(f);
             arch::co_init(
-                ptr::addr_of_mut!((*shared).link),
+                UnsafeCell::raw_get(ptr::addr_of!((*link).link)),
                 bottom as *mut u8,
-                slot_at as *mut u8,
                 coroutine_main::<F, I, Y, R>,
             )
         };
         Ok(Coroutine {
             sp,
-            slot: slot_at as *mut u8,
             // SAFETY: derived from a non-zero stack address.
-            shared: unsafe { NonNull::new_unchecked(shared) },
+            link: unsafe { NonNull::new_unchecked(link) },
             live: NonNull::from(&stack.meta().live),
             drop_closure: drop_in_place_erased::<F>,
             owned: ManuallyDrop::new(None),
@@ -293,13 +296,13 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
     pub fn resume(&mut self, input: I) -> CoroutineResult<Y, R> {
         let input = ManuallyDrop::new(input);
         // SAFETY: the coroutine moves `input` out before it switches back.
-        let word = unsafe { self.switch_in(ptr::addr_of!(input) as usize) };
+        let (word, link) = unsafe { self.switch_in(word_of(&input)) };
         if word != 0 {
             // SAFETY: the coroutine passed the address of its yielded value,
             // which it does not use again.
             CoroutineResult::Yield(unsafe { ptr::read(word as *const Y) })
         } else {
-            match self.finish() {
+            match self.finish(link) {
                 Outcome::Return(r) => CoroutineResult::Return(r),
                 Outcome::Panic(payload) => panic::resume_unwind(payload),
                 // A forced unwind that this coroutine caught was not meant
@@ -312,12 +315,14 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
     }
 
     /// Switches into the coroutine with `word` (0: unwind); returns the word
-    /// it passes back (0: finished).
+    /// it passes back (0: finished) and the link (the switch hands it back
+    /// in a register, so the link needs no register across it: the switch
+    /// preserves only two, which the loop around `resume` wants).
     ///
     /// # Safety
     /// `word` is 0 or the address of an `I` that the coroutine may move out.
     #[inline(always)]
-    unsafe fn switch_in(&mut self, word: usize) -> usize {
+    unsafe fn switch_in(&mut self, word: usize) -> (usize, *mut arch::CoContext) {
         let sp = self.sp;
         if sp == 0 {
             resume_misuse();
@@ -325,22 +330,28 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
         // Not resumable while it runs.
         self.sp = 0;
         // SAFETY: `sp` is the saved state of the suspended coroutine, whose
-        // stack is alive (held by self); `shared` never moves; the caller's
+        // stack is alive (held by self); the link never moves; the caller's
         // contract.
-        let (word, sp) =
-            unsafe { arch::co_resume(ptr::addr_of_mut!((*self.shared.as_ptr()).link), sp, word) };
+        let (word, sp, link) = unsafe { arch::co_resume(self.link_ptr(), sp, word) };
         self.sp = sp;
-        word
+        (word, link)
     }
 
-    /// Takes the outcome of a coroutine that has just finished, and frees
-    /// its stack for the next context.
+    /// Takes the outcome of a coroutine that has just finished, whose link
+    /// is `link`, and frees its stack for the next context.
     #[inline]
-    fn finish(&mut self) -> Outcome<R> {
+    fn finish(&mut self, link: *mut arch::CoContext) -> Outcome<R> {
         self.release_stack();
         // SAFETY: the coroutine wrote its outcome into the slot before its
         // final switch; it is read once, here.
-        unsafe { ptr::read(self.slot.cast::<Outcome<R>>()) }
+        unsafe { ptr::read(slot_of(link.cast::<Yielder<I, Y>>()).cast::<Outcome<R>>()) }
+    }
+
+    /// The link, for the switch.
+    #[inline(always)]
+    fn link_ptr(&self) -> *mut arch::CoContext {
+        // SAFETY: the link lives on the stack that self keeps alive.
+        unsafe { UnsafeCell::raw_get(ptr::addr_of!((*self.link.as_ptr()).link)) }
     }
 
     /// Marks the stack free for the next context once this one finished.
@@ -360,8 +371,7 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
     pub fn is_started(&self) -> bool {
         // SAFETY: a non-zero `sp` is the suspended coroutine's, whose stack
         // self keeps alive.
-        self.sp == 0
-            || !unsafe { arch::co_is_fresh(ptr::addr_of!((*self.shared.as_ptr()).link), self.sp) }
+        self.sp == 0 || !unsafe { arch::co_is_fresh(self.link_ptr(), self.sp) }
     }
 
     /// Finishes the coroutine (unwinding it if suspended) and returns its
@@ -391,12 +401,13 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
             self.release_stack();
             // SAFETY: a fresh coroutine's closure was written to the slot and
             // never read; `sp` now says it is gone.
-            unsafe { (self.drop_closure)(self.slot) };
+            unsafe { (self.drop_closure)(slot_of(self.link.as_ptr())) };
             return;
         }
         // SAFETY: the coroutine is suspended in `Yielder::suspend`, which
         // takes 0 as the order to unwind.
-        if unsafe { self.switch_in(0) } != 0 {
+        let (word, link) = unsafe { self.switch_in(0) };
+        if word != 0 {
             crate::diag::fatal(&[
                 b"a dropped coroutine suspended again while its stack was being unwound \
                   (a catch_unwind inside it swallowed the unwind)",
@@ -404,7 +415,7 @@ impl<'s, I, Y, R> Coroutine<'s, I, Y, R> {
         }
         // Unwound, or returned normally (it caught the unwind), or panicked
         // during the unwind: either way it has finished.
-        drop(self.finish());
+        drop(self.finish(link));
     }
 }
 
@@ -454,39 +465,41 @@ unsafe fn drop_in_place_erased<F>(p: *mut u8) {
     unsafe { ptr::drop_in_place(p.cast::<F>()) }
 }
 
-/// The root of every coroutine, called by the trampoline on first entry. It
-/// writes the outcome into the slot and returns; the trampoline then
-/// returns to the resumer (the link) for good, passing 0. No frame of the
-/// coroutine runs after that switch, so nothing on its stack is read once
-/// it is finished (which also lets AddressSanitizer release the fiber's
-/// fake stack in the trampoline).
-unsafe extern "C" fn coroutine_main<F, I, Y, R>(transfer: usize, arg: *mut c_void)
+/// The slot of the coroutine whose link is `link`.
+#[inline(always)]
+fn slot_of<I, Y>(link: *mut Yielder<I, Y>) -> *mut u8 {
+    link.cast::<u8>().wrapping_add(LINK_SIZE)
+}
+
+/// The root of every coroutine, called by the trampoline on first entry,
+/// which is always a resume with an input (a coroutine that never ran is
+/// dropped without entering it). It writes the outcome into the slot and
+/// returns; the trampoline then returns to the resumer (the link) for good,
+/// passing 0. No frame of the coroutine runs after that switch, so nothing
+/// on its stack is read once it is finished (which also lets
+/// AddressSanitizer release the fiber's fake stack in the trampoline).
+unsafe extern "C" fn coroutine_main<F, I, Y, R>(transfer: usize, link: *mut c_void)
 where
     F: FnOnce(&Yielder<I, Y>, I) -> R,
 {
     arch::co_entered();
-    let shared = arg.cast::<Shared>();
-    // SAFETY: `arg` (the link, the first field) is this coroutine's Shared block, whose slot holds the
-    // F written by `with_holder`, read once here.
-    let slot = unsafe { (*shared).slot };
-    // SAFETY: as above.
-    let f = unsafe { slot.cast::<F>().read() };
-    let yielder = Yielder::<I, Y> {
-        shared,
-        _types: PhantomData,
+    debug_assert_ne!(transfer, 0);
+    let link = link.cast::<Yielder<I, Y>>();
+    let slot = slot_of(link);
+    // SAFETY: the link is this coroutine's, alive until it finishes; the
+    // slot holds the F written by `make`, read once here; the resumer
+    // passes the address of its input, which it does not use again.
+    let (yielder, f, input) = unsafe {
+        (
+            &*link,
+            slot.cast::<F>().read(),
+            ptr::read(transfer as *const I),
+        )
     };
-    let outcome = if transfer == 0 {
-        drop(f);
-        Outcome::Unwound
-    } else {
-        // SAFETY: the resumer passes the address of its input, which it does
-        // not use again.
-        let input = unsafe { ptr::read(transfer as *const I) };
-        match panic::catch_unwind(AssertUnwindSafe(|| f(&yielder, input))) {
-            Ok(r) => Outcome::Return(r),
-            Err(p) if p.is::<ForcedUnwind>() => Outcome::Unwound,
-            Err(p) => Outcome::Panic(p),
-        }
+    let outcome = match panic::catch_unwind(AssertUnwindSafe(|| f(yielder, input))) {
+        Ok(r) => Outcome::Return(r),
+        Err(p) if p.is::<ForcedUnwind>() => Outcome::Unwound,
+        Err(p) => Outcome::Panic(p),
     };
     // SAFETY: the slot is sized and aligned for an Outcome<R> too, and the
     // closure has been moved out of it.

@@ -61,7 +61,8 @@ pub(crate) struct StackMeta {
 /// writable, never executable) has a PROT_NONE guard page directly below and
 /// above. Code that runs on it may rely on these invariants.
 pub struct Stack {
-    base: NonNull<u8>,
+    /// The lowest usable address (the mapping starts a page below).
+    bottom: NonNull<u8>,
     map_len: usize,
     usable: usize,
     /// From `Box::into_raw`; freed with the mapping.
@@ -135,7 +136,8 @@ impl Stack {
         let meta = unsafe { NonNull::new_unchecked(meta) };
         let (registry, valgrind_id) = Stack::announce_mapped(base, usable, meta);
         Ok(Stack {
-            base,
+            // SAFETY: inside the mapping, so not NULL.
+            bottom: unsafe { NonNull::new_unchecked(base.as_ptr().add(page)) },
             map_len,
             usable,
             meta,
@@ -188,8 +190,7 @@ impl Stack {
     /// Lowest usable address (just above the lower guard page).
     #[inline]
     pub fn bottom(&self) -> *mut u8 {
-        // SAFETY: base + one page is inside the mapping.
-        unsafe { self.base.as_ptr().add(page_size()) }
+        self.bottom.as_ptr()
     }
 
     /// One past the highest usable address (the upper guard page starts here).
@@ -199,24 +200,21 @@ impl Stack {
         unsafe { self.bottom().add(self.usable) }
     }
 
-    /// `(bottom, top, page size)` with one read of the page size.
-    #[inline]
-    pub(crate) fn bounds(&self) -> (usize, usize, usize) {
-        let page = page_size();
-        let bottom = self.base.as_ptr() as usize + page;
-        (bottom, bottom + self.usable, page)
-    }
-
     /// The lower guard page: `[start, end)`.
     pub fn guard(&self) -> (usize, usize) {
-        let start = self.base.as_ptr() as usize;
+        let start = self.base();
         (start, start + page_size())
     }
 
     /// The whole mapping, guard pages included: `[start, end)`.
     pub fn mapping(&self) -> (usize, usize) {
-        let start = self.base.as_ptr() as usize;
+        let start = self.base();
         (start, start + self.map_len)
+    }
+
+    /// The start of the mapping (the lower guard page).
+    fn base(&self) -> usize {
+        self.bottom.as_ptr() as usize - page_size()
     }
 
     /// Whether a context made on this stack has not finished yet.
@@ -263,21 +261,32 @@ impl Stack {
         self.release();
     }
 
-    /// Marks the stack in use by a new context; fails if it already is.
+    /// Starts a new context on this stack: the one step that every
+    /// creation path ([`RawContext::make`](crate::RawContext::make), and
+    /// through it `ugreen_context_make`, and the `Coroutine` constructors)
+    /// takes before it lays out its first frame. Checks that `reserve`
+    /// bytes fit below the top ([`Error::InvalidSize`] if not), then marks
+    /// the stack in use ([`Error::WrongState`] if a context made on it has
+    /// not finished). Returns `(bottom, top)` of the usable range.
     ///
-    /// A plain load and store, not a compare-exchange: a locked instruction
-    /// costs ~4.6 ns of the ~20 ns a creation takes. It catches making a
-    /// context on a stack that is still in use; making two contexts on one
-    /// stack from two threads at the same time is outside the contract of
-    /// `RawContext::make` (the safe API holds the stack exclusively).
+    /// The mark is a plain load and store, not a compare-exchange: a locked
+    /// instruction costs ~4.6 ns of the ~20 ns a creation takes. It catches
+    /// making a context on a stack that is still in use; making two contexts
+    /// on one stack from two threads at the same time is outside the
+    /// contract of `RawContext::make` (the safe API holds the stack
+    /// exclusively).
     #[inline]
-    pub(crate) fn claim(&self) -> Result<(), Error> {
+    pub(crate) fn begin(&self, reserve: usize) -> Result<(usize, usize), Error> {
+        if reserve > self.usable {
+            return Err(Error::InvalidSize);
+        }
         let meta = self.meta();
         if meta.live.load(Ordering::Acquire) != 0 {
             return Err(Error::WrongState);
         }
         meta.live.store(1, Ordering::Relaxed);
-        Ok(())
+        let bottom = self.bottom.as_ptr() as usize;
+        Ok((bottom, bottom + self.usable))
     }
 
     /// Marks the stack free again.
@@ -310,7 +319,7 @@ impl Drop for Stack {
         // SAFETY: unmapping exactly the mapping this Stack owns: no context
         // made on it is unfinished (checked above), and the trampoline marks
         // a finished context only once it has left the stack for good.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.map_len) };
+        unsafe { libc::munmap(self.base() as *mut libc::c_void, self.map_len) };
         // SAFETY: from Box::into_raw in Stack::new, freed only here; the
         // registry no longer points to it.
         drop(unsafe { Box::from_raw(self.meta.as_ptr()) });

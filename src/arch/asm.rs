@@ -140,61 +140,68 @@ pub(crate) struct CoContext {
     co_bounds: core::cell::Cell<(usize, usize)>,
 }
 
-/// Bytes below `top` that `co_init` uses.
+/// Bytes below its link that a new coroutine's first frame occupies.
 pub(crate) const CO_RESERVE: usize = frame::CO_RESERVE;
 
 /// Prepares a coroutine that runs `entry(transfer, link)` on the stack
-/// `[bottom, top)` when first resumed; returns its saved stack pointer.
-/// When `entry` returns, control goes back to the resumer saved in `link`
-/// for good (its `co_resume` returns (0, 0)).
+/// `[bottom, link)` when first resumed; returns its saved stack pointer.
+/// The link sits directly above the coroutine's first frame, which is how
+/// the trampoline finds it again when `entry` returns: control then goes
+/// back to the resumer saved in `link` for good (its `co_resume` returns
+/// (0, 0)).
 ///
 /// # Safety
-/// `top` is 16-byte aligned, `[top - CO_RESERVE, top)` plus the space the
+/// `link` is 16-byte aligned, `[link - CO_RESERVE, link)` plus the space the
 /// entry function needs below it is writable memory owned by the new
-/// coroutine; `link` is the first field of the block `entry` expects, and is
-/// the `link` of every `co_resume` of the coroutine.
+/// coroutine; `link` is valid for writes, stays where it is until `entry`
+/// returns, and is the `link` of every `co_resume` of the coroutine.
 #[inline]
 pub(crate) unsafe fn co_init(
     link: *mut CoContext,
     _bottom: *mut u8,
-    top: *mut u8,
     entry: super::CoEntryFn,
 ) -> usize {
-    debug_assert_eq!(top as usize % 16, 0);
+    debug_assert_eq!(link as usize % 16, 0);
     #[cfg(feature = "asan")]
-    // SAFETY: `[bottom, top)` is the new coroutine's stack (the caller's
+    // SAFETY: `[bottom, link)` is the new coroutine's stack (the caller's
     // contract).
     unsafe {
-        asan::co_prepare(link, _bottom, top)
+        asan::co_prepare(link, _bottom, link.cast())
     };
-    // SAFETY: the frame lies in the reserve below `top`, which the caller
+    // SAFETY: the frame lies in the reserve below `link`, which the caller
     // guarantees writable.
-    unsafe { frame::co_frame(top as usize, entry as usize, link as usize) }
+    unsafe { frame::co_frame(link as usize, entry as usize) }
 }
 
 /// Resumes the coroutine suspended at `sp` (from `co_init` or the previous
 /// `co_resume`), passing `transfer`; `link` receives the resumer's state.
 /// Returns the word the coroutine passes to `co_suspend` and its new saved
-/// stack pointer, or (0, 0) once its entry function has returned.
+/// stack pointer, or (0, 0) once its entry function has returned; and the
+/// link again (from a register the switch sets, so the caller need not keep
+/// it across the switch).
 ///
 /// # Safety
 /// `sp` is a suspended coroutine's on a stack that is still mapped; `link`
 /// is the link given to `co_init` and stays at its address until this
 /// returns.
 #[inline(always)]
-pub(crate) unsafe fn co_resume(link: *mut CoContext, sp: usize, transfer: usize) -> (usize, usize) {
+pub(crate) unsafe fn co_resume(
+    link: *mut CoContext,
+    sp: usize,
+    transfer: usize,
+) -> (usize, usize, *mut CoContext) {
     // SAFETY: the caller's contract.
     #[cfg(not(feature = "asan"))]
-    unsafe {
-        frame::co_resume(core::ptr::addr_of_mut!((*link).sp), sp, transfer)
-    }
+    let (word, sp, link) =
+        unsafe { frame::co_resume(core::ptr::addr_of_mut!((*link).sp), sp, transfer) };
     // SAFETY: as above; the annotations only tell ASan about the switch.
     #[cfg(feature = "asan")]
-    unsafe {
+    let (word, sp, link) = unsafe {
         asan::around_switch(&(*link).bounds, &(*link).co_bounds, || {
             frame::co_resume(core::ptr::addr_of_mut!((*link).sp), sp, transfer)
         })
-    }
+    };
+    (word, sp, link.cast())
 }
 
 /// Suspends the running coroutine and returns to its resumer, saved in

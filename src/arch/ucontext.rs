@@ -165,7 +165,7 @@ unsafe extern "C" fn co_entry(link: *mut c_void, transfer: usize) {
     }
 }
 
-/// Bytes below `top` that `co_init` uses.
+/// Bytes below its link that a new coroutine's first frame occupies.
 pub(crate) const CO_RESERVE: usize = INIT_RESERVE;
 
 /// # Safety
@@ -173,18 +173,17 @@ pub(crate) const CO_RESERVE: usize = INIT_RESERVE;
 pub(crate) unsafe fn co_init(
     link: *mut CoContext,
     bottom: *mut u8,
-    top: *mut u8,
     entry: super::CoEntryFn,
 ) -> usize {
     // SAFETY: the caller's contract; `link` starts with the resumer's raw
-    // context, the trampoline's link.
+    // context, the trampoline's link; the frame goes below it.
     unsafe {
         (*link).started = false;
         (*link).entry = Some(entry);
         init_frame(
             core::ptr::addr_of_mut!((*link).inner),
             bottom,
-            top,
+            link.cast(),
             co_entry,
             link.cast(),
             link.cast(),
@@ -200,7 +199,7 @@ pub(crate) unsafe fn co_resume(
     link: *mut CoContext,
     _sp: usize,
     transfer: usize,
-) -> (usize, usize) {
+) -> (usize, usize, *mut CoContext) {
     // SAFETY: the caller's contract.
     let word = unsafe {
         (*link).started = true;
@@ -210,7 +209,7 @@ pub(crate) unsafe fn co_resume(
             transfer,
         )
     };
-    (word, (word != 0) as usize)
+    (word, (word != 0) as usize, link)
 }
 
 /// # Safety

@@ -110,15 +110,20 @@ pub(super) struct CoFrame {
 /// Resumes the coroutine whose saved stack pointer is `sp`, passing
 /// `transfer` (x0); saves the resumer's stack pointer into `*link`.
 /// Returns the word and the stack pointer passed by the coroutine's next
-/// `co_suspend`, or (0, 0) when its entry function returned.
+/// `co_suspend`, or (0, 0) when its entry function returned; and `link`
+/// (x2: `co_suspend` and the trampoline both switch back with it there).
 ///
 /// # Safety
 /// `sp` is the saved stack pointer of a suspended coroutine (returned by
 /// `co_suspend` or `co_frame`) on a stack that is still mapped; `link` is
 /// its link, writable, and stays valid until the coroutine switches back.
 #[inline(always)]
-pub(super) unsafe fn co_resume(link: *mut usize, sp: usize, transfer: usize) -> (usize, usize) {
-    let (word, sp_out): (usize, usize);
+pub(super) unsafe fn co_resume(
+    link: *mut usize,
+    sp: usize,
+    transfer: usize,
+) -> (usize, usize, *mut usize) {
+    let (word, sp_out, link_out): (usize, usize, *mut usize);
     // SAFETY: the caller's contract. The coroutine side saves x19, x29 and
     // the return address on this stack, and restores them and sp before
     // its `ret`; everything else is declared clobbered.
@@ -128,14 +133,14 @@ pub(super) unsafe fn co_resume(link: *mut usize, sp: usize, transfer: usize) -> 
             "blr x9",                   // x1 = link, x2 = sp
             inlateout("x0") transfer => word,
             inlateout("x1") link => sp_out,
-            in("x2") sp,
+            inlateout("x2") sp => link_out,
             lateout("x20") _, lateout("x21") _, lateout("x22") _, lateout("x23") _,
             lateout("x24") _, lateout("x25") _, lateout("x26") _, lateout("x27") _,
             lateout("x28") _,
             clobber_abi("C"),
         );
     }
-    (word, sp_out)
+    (word, sp_out, link_out)
 }
 
 /// Suspends the running coroutine: saves its x19, x29 and resume address on
@@ -193,36 +198,46 @@ pub(super) unsafe fn co_is_fresh(sp: usize) -> bool {
     unsafe { (*(sp as *const CoFrame)).resume == trampoline() }
 }
 
-/// Writes the frame of a coroutine that has never run below `top` (the end
-/// of its stack's usable part, 16-aligned) and returns its saved stack
-/// pointer:
-/// the first `co_resume` calls the trampoline, which loads entry into x19
-/// and the link into x29 and sets sp = `top`.
+/// The first frame of a coroutine that has never run, directly below its
+/// link: the first `co_resume` calls the trampoline (`resume`), which
+/// calls `entry` with sp at the link.
+#[repr(C)]
+struct CoStart {
+    /// The trampoline (what `co_is_fresh` looks for).
+    resume: usize,
+    entry: usize,
+}
+
+/// Writes the first frame of a coroutine below `link` (16-aligned) and
+/// returns its saved stack pointer.
 ///
 /// # Safety
-/// `[top - CO_RESERVE, top)` is writable memory owned by the new coroutine.
+/// `[link - CO_RESERVE, link)` is writable memory owned by the new coroutine.
 #[inline]
-pub(super) unsafe fn co_frame(top: usize, entry: usize, link: usize) -> usize {
-    let sp = top - CO_RESERVE;
-    let frame = sp as *mut CoFrame;
-    // SAFETY: the caller's contract; only the fields that the first resume
-    // reads are written.
+pub(super) unsafe fn co_frame(link: usize, entry: usize) -> usize {
+    let sp = link - CO_RESERVE;
+    // SAFETY: the caller's contract.
     unsafe {
-        core::ptr::addr_of_mut!((*frame).resume).write(trampoline());
-        core::ptr::addr_of_mut!((*frame).x19).write(entry);
-        core::ptr::addr_of_mut!((*frame).x29).write(link);
-    }
+        (sp as *mut CoStart).write(CoStart {
+            resume: trampoline(),
+            entry,
+        })
+    };
     sp
 }
 
-/// Bytes below `top` used by a new coroutine's frame.
-pub(super) const CO_RESERVE: usize = size_of::<CoFrame>();
+/// Bytes below the link used by a new coroutine's first frame (a multiple
+/// of 16, so sp stays aligned).
+pub(super) const CO_RESERVE: usize = size_of::<CoStart>();
 
 const _: () = {
     assert!(offset_of!(CoFrame, resume) == 0);
     assert!(offset_of!(CoFrame, x19) == 8);
     assert!(offset_of!(CoFrame, x29) == 16);
     assert!(size_of::<CoFrame>() == 32);
+    assert!(offset_of!(CoStart, resume) == 0);
+    assert!(offset_of!(CoStart, entry) == 8);
+    assert!(CO_RESERVE == 16);
 };
 
 /// The address of the coroutine trampoline (below). Declared inside a
@@ -243,7 +258,7 @@ fn trampoline() -> usize {
 macro_rules! co_exit_asan {
     () => {
         concat!(
-            "mov x0, x29\n",
+            "mov x0, sp\n",                             // the link
             "bl ugreen_internal_coroutine_asan_exit\n", // x0, x1 = link's stack bounds
             "mov x2, x1\n",                             // size
             "mov x1, x0\n",                             // bottom
@@ -260,17 +275,20 @@ macro_rules! co_exit_asan {
 }
 
 // Entry of a new coroutine, called by its first `co_resume` (x1 = link,
-// x2 = the initial frame, x0 = transfer, x30 = return address). Saves the
-// resumer's frame and switches to the coroutine's stack like `2:` of
-// `co_suspend`, then calls entry(transfer, link); when entry returns,
-// returns to the resumer for good, passing (0, 0).
+// x2 = the first frame, directly below the link; x0 = transfer, x30 =
+// return address). Saves the resumer's frame and stack pointer like `2:`
+// of `co_suspend`, then calls entry(transfer, link) with sp at the link;
+// when entry returns, sp is at the link again, and the trampoline returns
+// to the resumer for good, passing (0, 0) and the link.
 //
-// CFI: this frame's caller is the resumer, suspended in its `co_resume`:
-// CFA = *link + size_of::<CoFrame>() (the resumer's sp once its frame is
-// popped), with x30 (its return address), x19 and x29 in that frame. A
-// signal frame, so unwinders take the return address as it is (qemu-user's
-// gdb stub needs that to continue past it). It holds from the call of
-// entry on, once x29 is the link.
+// CFI: this frame's caller is the resumer, suspended in its `co_resume`.
+// At the first instruction its registers are live (CFA = sp); once they are
+// saved, CFA = sp + size_of::<CoFrame>() with x30, x19 and x29 in that
+// frame; while sp is at the link, CFA = *link + size_of::<CoFrame>(); once
+// they are restored, CFA = sp again. So debuggers and unwinders walk from
+// the coroutine's stack into the code that resumed it, at every
+// instruction. A signal frame, so unwinders take the return address as it
+// is (qemu-user's gdb stub needs that to continue past it).
 core::arch::global_asm!(
     ".pushsection .text.ugreen_internal_coroutine_trampoline,\"ax\",%progbits",
     ".globl ugreen_internal_coroutine_trampoline",
@@ -278,26 +296,36 @@ core::arch::global_asm!(
     ".type ugreen_internal_coroutine_trampoline, %function",
     ".p2align 4",
     "ugreen_internal_coroutine_trampoline:",
-    bti_c!(),                           // landing pad of the `blr`
     ".cfi_startproc simple",
     ".cfi_signal_frame",
-    // DW_CFA_def_cfa_expression: DW_OP_breg29 0; DW_OP_deref; DW_OP_plus_uconst FRAME
-    ".cfi_escape 0x0f, 0x05, 0x8d, 0x00, 0x06, 0x23, {frame}",
+    ".cfi_def_cfa sp, 0",
+    ".cfi_same_value x30",
+    ".cfi_same_value x19",
+    ".cfi_same_value x29",
+    bti_c!(),                           // landing pad of the `blr`
+    "stp x30, x19, [sp, #-{frame}]!",   // the resumer's CoFrame
+    ".cfi_def_cfa sp, {frame}",
     ".cfi_offset x30, -{frame}+{resume}",
     ".cfi_offset x19, -{frame}+{x19}",
+    "str x29, [sp, #{x29}]",
     ".cfi_offset x29, -{frame}+{x29}",
-    "stp x30, x19, [sp, #-32]!",        // the resumer's CoFrame
-    "str x29, [sp, #16]",
     "mov x9, sp",
     "str x9, [x1]",                     // *link = the resumer's frame
-    "ldp x19, x29, [x2, #8]",           // CoFrame.x19: entry, CoFrame.x29: link
-    "add sp, x2, #32",
-    "blr x19",                          // entry(x0 = transfer, x1 = link)
+    "ldr x9, [x2, #{entry}]",           // CoStart.entry
+    "add sp, x2, #{start}",             // the link
+    // DW_CFA_def_cfa_expression: DW_OP_breg31 (sp) 0; DW_OP_deref; DW_OP_plus_uconst FRAME
+    ".cfi_escape 0x0f, 0x05, 0x8f, 0x00, 0x06, 0x23, {frame}",
+    "blr x9",                           // entry(x0 = transfer, x1 = link)
     co_exit_asan!(),
-    "ldr x9, [x29]",                    // the resumer's frame
+    "mov x2, sp",                       // the link, for the resumer
+    "ldr x9, [sp]",                     // the resumer's frame
     "ldp x30, x19, [x9]",               // its return address, x19
-    "ldr x29, [x9, #16]",               // its x29
-    "add sp, x9, #32",
+    "ldr x29, [x9, #{x29}]",            // its x29
+    "add sp, x9, #{frame}",
+    ".cfi_def_cfa sp, 0",
+    ".cfi_same_value x30",
+    ".cfi_same_value x19",
+    ".cfi_same_value x29",
     "mov x0, xzr",                      // transfer 0: finished
     "mov x1, xzr",                      // no stack pointer to resume
     "ret",                              // to the resumer's `blr`
@@ -308,4 +336,6 @@ core::arch::global_asm!(
     resume = const offset_of!(CoFrame, resume),
     x19 = const offset_of!(CoFrame, x19),
     x29 = const offset_of!(CoFrame, x29),
+    start = const size_of::<CoStart>(),
+    entry = const offset_of!(CoStart, entry),
 );

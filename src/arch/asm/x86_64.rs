@@ -101,15 +101,20 @@ pub(super) struct CoFrame {
 /// Resumes the coroutine whose saved stack pointer is `sp`, passing
 /// `transfer` (rdi); saves the resumer's stack pointer into `*link`.
 /// Returns the word and the stack pointer passed by the coroutine's next
-/// `co_suspend`, or (0, 0) when its entry function returned.
+/// `co_suspend`, or (0, 0) when its entry function returned; and `link`
+/// (rdx: `co_suspend` and the trampoline both switch back with it there).
 ///
 /// # Safety
 /// `sp` is the saved stack pointer of a suspended coroutine (returned by
 /// `co_suspend` or `co_frame`) on a stack that is still mapped; `link` is
 /// its link, writable, and stays valid until the coroutine switches back.
 #[inline(always)]
-pub(super) unsafe fn co_resume(link: *mut usize, sp: usize, transfer: usize) -> (usize, usize) {
-    let (word, sp_out): (usize, usize);
+pub(super) unsafe fn co_resume(
+    link: *mut usize,
+    sp: usize,
+    transfer: usize,
+) -> (usize, usize, *mut usize) {
+    let (word, sp_out, link_out): (usize, usize, *mut usize);
     // SAFETY: the caller's contract. The coroutine side saves the stack
     // pointer (pointing at the return address, with rbx and rbp above it)
     // into `*link` and comes back with `ret`; the block then restores rbx
@@ -123,12 +128,12 @@ pub(super) unsafe fn co_resume(link: *mut usize, sp: usize, transfer: usize) -> 
             "pop rbp",
             inlateout("rdi") transfer => word,
             inlateout("rsi") link => sp_out,
-            in("rdx") sp,
+            inlateout("rdx") sp => link_out,
             lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
             clobber_abi("sysv64"),
         );
     }
-    (word, sp_out)
+    (word, sp_out, link_out)
 }
 
 /// Suspends the running coroutine: saves its rbx, rbp and resume address
@@ -179,38 +184,45 @@ pub(super) unsafe fn co_is_fresh(sp: usize) -> bool {
     unsafe { (*(sp as *const CoFrame)).resume == trampoline() }
 }
 
-/// Writes the frame of a coroutine that has never run below `top` (the end
-/// of its stack's usable part, 16-aligned) and returns its saved stack
-/// pointer:
-/// the first `co_resume` calls the trampoline, which pops entry into rbx
-/// and the link into rbp, leaving rsp 16-byte aligned.
+/// The first frame of a coroutine that has never run, directly below its
+/// link: the first `co_resume` calls the trampoline (`resume`), which
+/// calls `entry` with rsp at the link.
+#[repr(C)]
+struct CoStart {
+    /// The trampoline (what `co_is_fresh` looks for).
+    resume: usize,
+    entry: usize,
+}
+
+/// Writes the first frame of a coroutine below `link` (16-aligned) and
+/// returns its saved stack pointer.
 ///
 /// # Safety
-/// `[top - CO_RESERVE, top)` is writable memory owned by the new coroutine.
+/// `[link - CO_RESERVE, link)` is writable memory owned by the new coroutine.
 #[inline]
-pub(super) unsafe fn co_frame(top: usize, entry: usize, link: usize) -> usize {
-    let sp = top - CO_RESERVE;
-    debug_assert_eq!((sp + size_of::<CoFrame>()) % 16, 0);
-    let frame = sp as *mut CoFrame;
-    // SAFETY: the caller's contract; only the fields that the first resume
-    // reads are written.
+pub(super) unsafe fn co_frame(link: usize, entry: usize) -> usize {
+    let sp = link - CO_RESERVE;
+    // SAFETY: the caller's contract.
     unsafe {
-        core::ptr::addr_of_mut!((*frame).resume).write(trampoline());
-        core::ptr::addr_of_mut!((*frame).rbx).write(entry);
-        core::ptr::addr_of_mut!((*frame).rbp).write(link);
-    }
+        (sp as *mut CoStart).write(CoStart {
+            resume: trampoline(),
+            entry,
+        })
+    };
     sp
 }
 
-/// Bytes below `top` used by a new coroutine's frame: the frame, placed so
-/// that rsp is 16-byte aligned once it is popped.
-pub(super) const CO_RESERVE: usize = size_of::<CoFrame>() + 16;
+/// Bytes below the link used by a new coroutine's first frame. The link is
+/// 16-aligned, so the trampoline's `call` finds rsp 16-byte aligned.
+pub(super) const CO_RESERVE: usize = size_of::<CoStart>();
 
 const _: () = {
     assert!(offset_of!(CoFrame, resume) == 0);
     assert!(offset_of!(CoFrame, rbx) == 8);
     assert!(offset_of!(CoFrame, rbp) == 16);
-    assert!((CO_RESERVE - size_of::<CoFrame>()) % 16 == 0);
+    assert!(offset_of!(CoStart, resume) == 0);
+    assert!(offset_of!(CoStart, entry) == 8);
+    assert!(CO_RESERVE == 16);
 };
 
 /// The address of the coroutine trampoline (below). Declared inside a
@@ -231,7 +243,7 @@ fn trampoline() -> usize {
 macro_rules! co_exit_asan {
     () => {
         concat!(
-            "mov rdi, rbp\n",
+            "mov rdi, rsp\n",                             // the link
             "call ugreen_internal_coroutine_asan_exit\n", // rax, rdx = link's stack bounds
             "xor edi, edi\n",                             // fake_stack_save = NULL
             "mov rsi, rax\n",                             // bottom; rdx = size
@@ -247,15 +259,19 @@ macro_rules! co_exit_asan {
 }
 
 // Entry of a new coroutine, called by its first `co_resume` (rsi = link,
-// rdx = the initial frame, rdi = transfer). Switches to the coroutine's
-// stack like `2:` of `co_suspend`, then calls entry(transfer, link); when
-// entry returns, returns to the resumer for good, passing (0, 0).
+// rdx = the first frame, directly below the link; rdi = transfer). Saves
+// the resumer's stack pointer in the link like `2:` of `co_suspend`, then
+// calls entry(transfer, link) with rsp at the link; when entry returns, rsp
+// is at the link again, and the trampoline returns to the resumer for good,
+// passing (0, 0) and the link. rbx and rbp keep the resumer's values (entry preserves
+// them; the resumer restores its own from its frame).
 //
-// CFI: this frame's caller is the resumer, suspended in its `co_resume`:
-// CFA = *link + size_of::<CoFrame>() (the resumer's rsp once its frame is
-// popped), with rip, rbx and rbp in that frame. So debuggers and unwinders
-// walk from the coroutine's stack into the code that resumed it. (It holds
-// from the call of entry on, once rbp is the link.)
+// CFI: this frame's caller is the resumer, suspended in its `co_resume`
+// with its CoFrame at its stack pointer. Until rsp leaves the resumer's
+// stack, CFA = rsp + size_of::<CoFrame>(); while rsp is at the link,
+// CFA = *link + size_of::<CoFrame>(). Either way rip, rbx and rbp are in
+// that frame. So debuggers and unwinders walk from the coroutine's stack
+// into the code that resumed it, at every instruction.
 core::arch::global_asm!(
     ".pushsection .text.ugreen_internal_coroutine_trampoline,\"ax\",@progbits",
     ".globl ugreen_internal_coroutine_trampoline",
@@ -264,18 +280,19 @@ core::arch::global_asm!(
     ".p2align 4",
     "ugreen_internal_coroutine_trampoline:",
     ".cfi_startproc simple",
-    // DW_CFA_def_cfa_expression: DW_OP_breg6 (rbp) 0; DW_OP_deref; DW_OP_plus_uconst FRAME
-    ".cfi_escape 0x0f, 0x05, 0x76, 0x00, 0x06, 0x23, {frame}",
+    ".cfi_def_cfa rsp, {frame}",
     ".cfi_offset rip, -{frame}+{resume}",
     ".cfi_offset rbx, -{frame}+{rbx}",
     ".cfi_offset rbp, -{frame}+{rbp}",
     "mov [rsi], rsp",                   // *link = the resumer's frame
-    "lea rsp, [rdx + 8]",               // the initial frame, past CoFrame.resume
-    "pop rbx",                          // CoFrame.rbx: entry
-    "pop rbp",                          // CoFrame.rbp: link
-    "call rbx",                         // entry(rdi = transfer, rsi = link)
+    "lea rsp, [rdx + {start}]",         // the link
+    // DW_CFA_def_cfa_expression: DW_OP_breg7 (rsp) 0; DW_OP_deref; DW_OP_plus_uconst FRAME
+    ".cfi_escape 0x0f, 0x05, 0x77, 0x00, 0x06, 0x23, {frame}",
+    "call [rdx + {entry}]",             // entry(rdi = transfer, rsi = link)
     co_exit_asan!(),
-    "mov rsp, [rbp]",                   // the resumer's frame
+    "mov rdx, rsp",                     // the link, for the resumer
+    "mov rsp, [rsp]",                   // the resumer's frame
+    ".cfi_def_cfa rsp, {frame}",
     "xor edi, edi",                     // transfer 0: finished
     "xor esi, esi",                     // no stack pointer to resume
     "ret",                              // to the resumer's `call`
@@ -286,4 +303,6 @@ core::arch::global_asm!(
     resume = const offset_of!(CoFrame, resume),
     rbx = const offset_of!(CoFrame, rbx),
     rbp = const offset_of!(CoFrame, rbp),
+    start = const size_of::<CoStart>(),
+    entry = const offset_of!(CoStart, entry),
 );
