@@ -86,10 +86,18 @@ fn gdb_at(
     env: &[(&str, &str)],
     commands: &[&str],
 ) -> String {
+    // An address expression (`*symbol`) names an assembly symbol, which
+    // gdb's Rust expression parser does not look up.
+    let language = if function.starts_with('*') {
+        "set language c"
+    } else {
+        "set language auto"
+    };
     let common_setup = [
         "set debuginfod enabled off",
         "set pagination off",
         "set confirm off",
+        language,
     ];
     let mut gdb;
     let mut target = None;
@@ -475,4 +483,107 @@ fn gdb_backtrace_from_coroutine_reaches_resumer() {
         .take_while(|f| !f.ends_with("gdb_backtrace_from_coroutine_reaches_resumer"))
         .collect();
     eprintln!("{} <- ...", shown.join(" <- "));
+}
+
+#[inline(never)]
+fn gdb_rust_resumer_of_stepped_coroutine(co: &mut ugreen::Coroutine<'_, u64, (), u64>) -> u64 {
+    match co.resume(std::hint::black_box(4)) {
+        ugreen::CoroutineResult::Return(v) => v,
+        ugreen::CoroutineResult::Yield(()) => unreachable!(),
+    }
+}
+
+/// Unwinding from every instruction of the `Coroutine` trampoline gives a
+/// backtrace into the resumer: gdb stops at the trampoline's first
+/// instruction (a new coroutine's first resume), then steps over each of
+/// its instructions (over the call of the entry function) until its final
+/// return, taking a backtrace at each.
+#[test]
+fn gdb_backtrace_at_every_instruction_of_coroutine_trampoline() {
+    if common::child_scenario().as_deref() == Some("gdb-coroutine-step") {
+        let mut co = ugreen::Coroutine::new(ugreen::Stack::new(16).unwrap(), |_, x: u64| x * 3);
+        assert_eq!(gdb_rust_resumer_of_stepped_coroutine(&mut co), 12);
+        return;
+    }
+    let debugger = match debugger() {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let script = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("co-stepi-{ARCH}.py"));
+    std::fs::write(
+        &script,
+        r#"import gdb
+lines = gdb.execute("disassemble ugreen_internal_coroutine_trampoline", to_string=True).splitlines()
+addrs = [int(l.split()[0 if not l.startswith("=>") else 1], 16) for l in lines if "0x" in l and "<+" in l]
+start, end = min(addrs), max(addrs) + 1
+arch = gdb.selected_frame().architecture()
+for _ in range(100):
+    pc = int(gdb.parse_and_eval("(long) $pc"))
+    if not start <= pc < end:
+        break
+    print("STEP")
+    gdb.execute("x/i $pc")
+    gdb.execute("bt")
+    op = arch.disassemble(pc)[0]["asm"].split()[0]
+    gdb.execute("nexti" if op in ("call", "callq", "blr", "bl") else "stepi")
+print("END")
+"#,
+    )
+    .expect("write the gdb script");
+    let exe = std::env::current_exe().unwrap();
+    let output = gdb_at(
+        &debugger,
+        "*ugreen_internal_coroutine_trampoline",
+        &exe,
+        &[
+            "gdb_backtrace_at_every_instruction_of_coroutine_trampoline",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ],
+        &[(common::CHILD_ENV, "gdb-coroutine-step")],
+        &[&format!("source {}", script.display())],
+    );
+    assert!(
+        output.contains("END"),
+        "gdb did not finish the loop:\n{output}"
+    );
+    let steps: Vec<&str> = output.split("STEP\n").skip(1).collect();
+    let mut bad = Vec::new();
+    for step in &steps {
+        let step = step.split("END\n").next().unwrap_or(step);
+        let at = step.lines().next().unwrap_or("").trim().to_owned();
+        let names = frames(step);
+        let broken = step.contains("Backtrace stopped") || step.contains("Cannot access memory");
+        let reaches = names
+            .iter()
+            .any(|f| f.contains("gdb_rust_resumer_of_stepped_coroutine"));
+        if broken || !reaches {
+            bad.push(format!("at {at}:\n{step}"));
+        }
+    }
+    // Every instruction of the trampoline but the asan exit path.
+    assert!(
+        steps.len() >= 8,
+        "too few steps ({}):\n{output}",
+        steps.len()
+    );
+    assert!(
+        bad.is_empty(),
+        "{} of {} instructions without a backtrace into the resumer; the first:\n{}",
+        bad.len(),
+        steps.len(),
+        bad.iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    );
+    eprintln!(
+        "{} instructions of the coroutine trampoline stepped, every backtrace reaches the resumer",
+        steps.len()
+    );
 }
