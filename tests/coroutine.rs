@@ -399,3 +399,96 @@ fn fallible_constructors_report_what_the_panicking_ones_panic_with() {
     let mut co = Coroutine::<(), (), u32>::try_on_stack(&mut stack, |_, ()| 5).unwrap();
     assert_eq!(co.resume(()), CoroutineResult::Return(5));
 }
+
+/// The fit rule at its boundary, on a 2-page stack (4 KiB pages): the
+/// closure's captures, the link and the first frame must leave 4 KiB to run
+/// in. A closure that just fits is written to the stack intact (and dropped
+/// once, fresh); one that leaves less than 4 KiB is refused; the stack stays
+/// usable. (Running a closure copies its captures onto the coroutine's own
+/// frames, so one this large needs a larger stack to run.)
+#[test]
+fn a_closure_that_just_fits_is_accepted_and_one_byte_less_room_is_refused() {
+    if ugreen::page_size() != 4096 {
+        eprintln!("skipped: the sizes below assume 4 KiB pages");
+        return;
+    }
+    struct Big {
+        bytes: [u8; 8192 - 4096 - 64 - 8],
+        dropped: Rc<RefCell<Vec<u64>>>,
+    }
+    impl Drop for Big {
+        fn drop(&mut self) {
+            let sum = self.bytes.iter().map(|&b| u64::from(b)).sum();
+            self.dropped.borrow_mut().push(sum);
+        }
+    }
+    // 4096 bytes to run in + at most 64 of link and first frame.
+    assert_eq!(std::mem::size_of::<Big>(), 8192 - 4096 - 64);
+    let dropped = Rc::new(RefCell::new(Vec::new()));
+    let mut stack = Stack::new(2).unwrap();
+    let big = Big {
+        bytes: [0x5a; 8192 - 4096 - 64 - 8],
+        dropped: dropped.clone(),
+    };
+    let co = Coroutine::<(), (), u8>::try_on_stack(&mut stack, move |_, ()| {
+        let whole = &big; // captures all of `big`, not just its bytes
+        whole.bytes[0]
+    })
+    .expect("fits");
+    drop(co);
+    assert_eq!(*dropped.borrow(), [0x5a * (8192 - 4096 - 64 - 8) as u64]);
+    let too_big = [0u8; 8192 - 4096 + 1];
+    let refused = Coroutine::<(), (), u8>::try_on_stack(&mut stack, move |_, ()| too_big[0]);
+    assert_eq!(refused.err(), Some(ugreen::Error::InvalidSize));
+    let mut co = Coroutine::<(), (), u8>::on_stack(&mut stack, |_, ()| 9);
+    assert_eq!(co.resume(()), CoroutineResult::Return(9));
+}
+
+#[derive(Clone, Copy)]
+#[repr(align(4096))]
+struct PageAligned([u64; 4]);
+
+#[derive(Clone, Copy)]
+#[repr(align(64))]
+struct LineAligned(u64);
+
+/// Captures, inputs, yields and results with large alignments: the slot at
+/// the top of the stack is aligned for the closure and for the outcome
+/// (debug builds check every `ptr::read` for alignment).
+#[test]
+fn over_aligned_captures_and_results() {
+    let page = PageAligned([1, 2, 3, 4]);
+    let mut co = Coroutine::new(Stack::new(64).unwrap(), move |y, x: LineAligned| {
+        assert_eq!(&page as *const PageAligned as usize % 4096, 0);
+        let next = y.suspend(LineAligned(x.0 + page.0.iter().sum::<u64>()));
+        PageAligned([next.0; 4])
+    });
+    match co.resume(LineAligned(5)) {
+        CoroutineResult::Yield(v) => assert_eq!(v.0, 15),
+        CoroutineResult::Return(_) => panic!("returned early"),
+    }
+    match co.resume(LineAligned(7)) {
+        CoroutineResult::Return(v) => {
+            assert_eq!(&v as *const PageAligned as usize % 4096, 0);
+            assert_eq!(v.0, [7; 4]);
+        }
+        CoroutineResult::Yield(_) => panic!("yielded again"),
+    }
+}
+
+/// Zero-sized inputs, yields and results travel without a value behind them.
+#[test]
+fn zero_sized_values_both_ways() {
+    struct Token;
+    let mut co = Coroutine::new(Stack::new(4).unwrap(), |y, Token| {
+        for _ in 0..3 {
+            let Token = y.suspend(Token);
+        }
+        Token
+    });
+    for _ in 0..3 {
+        assert!(matches!(co.resume(Token), CoroutineResult::Yield(Token)));
+    }
+    assert!(matches!(co.resume(Token), CoroutineResult::Return(Token)));
+    assert!(co.is_finished());
+}

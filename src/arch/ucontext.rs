@@ -176,10 +176,16 @@ pub(crate) unsafe fn co_init(
     entry: super::CoEntryFn,
 ) -> usize {
     // SAFETY: the caller's contract; `link` starts with the resumer's raw
-    // context, the trampoline's link; the frame goes below it.
+    // context, the trampoline's link; the frame goes below it. The whole
+    // link is written (the coroutine takes a reference to it).
     unsafe {
-        (*link).started = false;
-        (*link).entry = Some(entry);
+        link.write(CoContext {
+            outer: RawContext::new(),
+            inner: RawContext::new(),
+            done: 1,
+            started: false,
+            entry: Some(entry),
+        });
         init_frame(
             core::ptr::addr_of_mut!((*link).inner),
             bottom,
