@@ -58,6 +58,11 @@ fn debugger() -> Result<Debugger, String> {
     }
 }
 
+/// The debugger setup, or `None` after printing why the test is skipped.
+fn debugger_or_skip() -> Option<Debugger> {
+    debugger().map_err(|why| eprintln!("skipped: {why}")).ok()
+}
+
 /// A TCP port that was free a moment ago, for qemu's gdb stub.
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a local port");
@@ -258,12 +263,8 @@ fn build_c_program(name: &str) -> std::path::PathBuf {
 /// backtrace reaches `main` without an unwinding error.
 #[test]
 fn gdb_backtrace_at_every_instruction_of_switch_and_trampoline() {
-    let debugger = match debugger() {
-        Ok(d) => d,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
+    let Some(debugger) = debugger_or_skip() else {
+        return;
     };
     let exe = build_c_program("stepi");
     // One stepi and one bt per instruction until gdb_step_end (bounded).
@@ -284,16 +285,11 @@ fn gdb_backtrace_at_every_instruction_of_switch_and_trampoline() {
     .expect("write the gdb script");
     let source = format!("source {}", script.display());
     let output = gdb_at(&debugger, "gdb_step_start", &exe, &[], &[], &[&source]);
-    assert!(
-        output.contains("END"),
-        "gdb did not finish the loop:\n{output}"
-    );
-    let steps: Vec<&str> = output.split("STEP\n").skip(1).collect();
+    let steps = assert_every_step_unwinds(&output, "main", |names| {
+        names.last().map(String::as_str) == Some("main")
+    });
     let mut seen = std::collections::BTreeSet::new();
-    let mut bad = Vec::new();
-    for step in &steps {
-        let step = step.split("END\n").next().unwrap_or(step);
-        let at = step.lines().next().unwrap_or("").trim().to_owned();
+    for at in &steps {
         // The swap's two names share its address.
         for (f, names) in [
             (
@@ -308,11 +304,6 @@ fn gdb_backtrace_at_every_instruction_of_switch_and_trampoline() {
                 seen.insert(f);
             }
         }
-        let names = frames(step);
-        let broken = step.contains("Backtrace stopped") || step.contains("Cannot access memory");
-        if broken || names.last().map(String::as_str) != Some("main") {
-            bad.push(format!("at {at}:\n{step}"));
-        }
     }
     assert!(
         steps.len() > 60,
@@ -324,31 +315,54 @@ fn gdb_backtrace_at_every_instruction_of_switch_and_trampoline() {
         4,
         "the steps did not cover the swap, the trampoline, the entry and the jump: {seen:?}"
     );
-    assert!(
-        bad.is_empty(),
-        "{} of {} instructions without a backtrace to main; the first:\n{}",
-        bad.len(),
-        steps.len(),
-        bad.iter()
-            .take(3)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    );
     eprintln!(
         "{} instructions stepped, every backtrace reaches main",
         steps.len()
     );
 }
 
+/// Checks the output of a stepping script (per instruction: a `STEP` line,
+/// `x/i $pc` and `bt`; `END` after the last): every backtrace is whole (no
+/// unwinding error) and its frames pass `reaches`, which checks that the walk
+/// gets to `target`. Returns the instruction of each step.
+fn assert_every_step_unwinds(
+    output: &str,
+    target: &str,
+    reaches: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    assert!(
+        output.contains("END"),
+        "gdb did not finish the loop:\n{output}"
+    );
+    let mut at_each = Vec::new();
+    let mut bad = Vec::new();
+    for step in output.split("STEP\n").skip(1) {
+        let step = step.split("END\n").next().unwrap_or(step);
+        let at = step.lines().next().unwrap_or("").trim().to_owned();
+        let broken = step.contains("Backtrace stopped") || step.contains("Cannot access memory");
+        if broken || !reaches(&frames(step)) {
+            bad.push(format!("at {at}:\n{step}"));
+        }
+        at_each.push(at);
+    }
+    assert!(
+        bad.is_empty(),
+        "{} of {} instructions without a backtrace to {target}; the first:\n{}",
+        bad.len(),
+        at_each.len(),
+        bad.iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    );
+    at_each
+}
+
 #[test]
 fn gdb_backtrace_from_c_green_thread_reaches_main() {
-    let debugger = match debugger() {
-        Ok(d) => d,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
+    let Some(debugger) = debugger_or_skip() else {
+        return;
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("gdb_green_backtrace-{ARCH}"));
@@ -443,12 +457,8 @@ fn gdb_backtrace_from_coroutine_reaches_resumer() {
         assert_eq!(v, 11);
         return;
     }
-    let debugger = match debugger() {
-        Ok(d) => d,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
+    let Some(debugger) = debugger_or_skip() else {
+        return;
     };
     let exe = std::env::current_exe().unwrap();
     let output = backtrace_at(
@@ -505,12 +515,8 @@ fn gdb_backtrace_at_every_instruction_of_coroutine_trampoline() {
         assert_eq!(gdb_rust_resumer_of_stepped_coroutine(&mut co), 12);
         return;
     }
-    let debugger = match debugger() {
-        Ok(d) => d,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
+    let Some(debugger) = debugger_or_skip() else {
+        return;
     };
     let script = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("co-stepi-{ARCH}.py"));
     std::fs::write(
@@ -547,40 +553,15 @@ print("END")
         &[(common::CHILD_ENV, "gdb-coroutine-step")],
         &[&format!("source {}", script.display())],
     );
-    assert!(
-        output.contains("END"),
-        "gdb did not finish the loop:\n{output}"
-    );
-    let steps: Vec<&str> = output.split("STEP\n").skip(1).collect();
-    let mut bad = Vec::new();
-    for step in &steps {
-        let step = step.split("END\n").next().unwrap_or(step);
-        let at = step.lines().next().unwrap_or("").trim().to_owned();
-        let names = frames(step);
-        let broken = step.contains("Backtrace stopped") || step.contains("Cannot access memory");
-        let reaches = names
-            .iter()
-            .any(|f| f.contains("gdb_rust_resumer_of_stepped_coroutine"));
-        if broken || !reaches {
-            bad.push(format!("at {at}:\n{step}"));
-        }
-    }
+    let resumer = "gdb_rust_resumer_of_stepped_coroutine";
+    let steps = assert_every_step_unwinds(&output, resumer, |names| {
+        names.iter().any(|f| f.contains(resumer))
+    });
     // Every instruction of the trampoline but the asan exit path.
     assert!(
         steps.len() >= 8,
         "too few steps ({}):\n{output}",
         steps.len()
-    );
-    assert!(
-        bad.is_empty(),
-        "{} of {} instructions without a backtrace into the resumer; the first:\n{}",
-        bad.len(),
-        steps.len(),
-        bad.iter()
-            .take(3)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n---\n")
     );
     eprintln!(
         "{} instructions of the coroutine trampoline stepped, every backtrace reaches the resumer",

@@ -125,10 +125,11 @@ pub(crate) unsafe fn init_frame(
 // ------------------------------------------------- the coroutine switch
 
 /// The link of a coroutine: where its resumer's stack pointer is saved
-/// while the coroutine runs. It must be the first field of the block whose
-/// address the entry function receives (the trampoline finds the resumer's
-/// frame at its first word). The coroutine's own saved stack pointer is
-/// kept by whoever resumes it (returned by `co_resume`).
+/// while the coroutine runs (its first word, which the switch and the
+/// trampoline read). It lies on the coroutine's stack directly above the
+/// coroutine's first frame; its address is what the entry function
+/// receives. The coroutine's own saved stack pointer is kept by whoever
+/// resumes it (returned by `co_resume`).
 #[repr(C)]
 pub(crate) struct CoContext {
     sp: usize,

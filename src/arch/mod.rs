@@ -8,6 +8,19 @@
 //! * `unsafe fn switch(from, to, transfer) -> usize`: the swap.
 //! * `INIT_RESERVE`: bytes below `top` that `init_frame` uses.
 //!
+//! and the switch of the safe `Coroutine` (inline at its call sites, no FP
+//! control state):
+//!
+//! * `CoContext`: a coroutine's link, which sits directly above its first
+//!   frame; `CO_RESERVE`: the bytes below the link that frame takes.
+//! * `unsafe fn co_init(link, bottom, entry) -> sp`: the first frame.
+//! * `unsafe fn co_resume(link, sp, transfer) -> (word, sp, link)` and
+//!   `unsafe fn co_suspend(link, transfer) -> word`: the two directions.
+//! * `unsafe fn co_is_fresh(link, sp)`, `fn co_entered()`.
+//!
+//! Both creation paths start with `Stack::begin` (room check and in-use
+//! claim) and then write their first frame in one step.
+//!
 //! The layout every backend saves into, [`RawContext`] (`ugreen_context` in
 //! C), and the raw entry function type are defined here, below the API that
 //! `context.rs` builds on them.
