@@ -212,16 +212,21 @@ fn assert_frames_in_order(output: &str, names: &[&str]) -> Vec<String> {
             None => panic!("frame `{name}` missing or out of order in:\n{output}"),
         }
     }
-    // musl's thread entry (`__clone`, written in assembly without CFI)
-    // does not mark itself as the outermost frame, so gdb reports a stop
-    // there, past every frame of the program: that one is not early.
-    let stopped_in_musl_clone =
-        cfg!(target_env = "musl") && frames.last().is_some_and(|f| f == "__clone");
     assert!(
-        !output.contains("Backtrace stopped") || stopped_in_musl_clone,
+        !stopped_early(output, &frames),
         "gdb stopped the backtrace early:\n{output}"
     );
     frames
+}
+
+/// Whether gdb stopped the walk of `frames` (from `output`) before its end.
+/// musl's thread entry (`__clone`, written in assembly without CFI) does
+/// not mark itself as the outermost frame, so gdb reports a stop there,
+/// past every frame of the program: that one is not early.
+fn stopped_early(output: &str, frames: &[String]) -> bool {
+    let stopped_in_musl_clone =
+        cfg!(target_env = "musl") && frames.last().is_some_and(|f| f == "__clone");
+    output.contains("Backtrace stopped") && !stopped_in_musl_clone
 }
 
 /// Builds a C program of tests/gdb/ against this build's `libugreen.a`.
@@ -339,8 +344,9 @@ fn assert_every_step_unwinds(
     for step in output.split("STEP\n").skip(1) {
         let step = step.split("END\n").next().unwrap_or(step);
         let at = step.lines().next().unwrap_or("").trim().to_owned();
-        let broken = step.contains("Backtrace stopped") || step.contains("Cannot access memory");
-        if broken || !reaches(&frames(step)) {
+        let names = frames(step);
+        let broken = stopped_early(step, &names) || step.contains("Cannot access memory");
+        if broken || !reaches(&names) {
             bad.push(format!("at {at}:\n{step}"));
         }
         at_each.push(at);
