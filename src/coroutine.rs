@@ -101,7 +101,7 @@ pub struct Coroutine<'s, I, Y, R> {
     link: NonNull<Yielder<I, Y>>,
     /// The stack's in-use flag, cleared when the coroutine finishes.
     live: NonNull<AtomicUsize>,
-    /// Drops the closure in the slot while `Fresh`.
+    /// Drops the closure in the slot of a coroutine that never ran.
     drop_closure: unsafe fn(*mut u8),
     /// The stack, when owned (dropped by `Drop`); a borrowed one is held by
     /// `_borrow`.
