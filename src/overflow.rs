@@ -30,7 +30,7 @@
 
 use crate::diag::{fmt_usize, write_stderr};
 use crate::registry;
-use crate::stack::{page_size, Stack, StackMeta};
+use crate::stack::{page_size, Stack, StackMeta, LABEL_MAX};
 use core::cell::{RefCell, UnsafeCell};
 use core::mem::MaybeUninit;
 use core::ptr;
@@ -258,10 +258,12 @@ fn report(hit: &registry::Record, addr: usize) {
         let nibble = (addr >> ((15 - i) * 4)) & 0xf;
         hex[2 + i] = b"0123456789abcdef"[nibble];
     }
+    let mut label_buf = [0u8; LABEL_MAX];
     // SAFETY: stack.rs records its StackMeta as the owner, and it stays
     // valid while recorded; the faulting stack is still mapped (a thread
     // cannot overflow a stack that was unmapped).
-    let label = unsafe { (*hit.owner.cast::<StackMeta>()).label_bytes() };
+    let label_len = unsafe { (*hit.owner.cast::<StackMeta>()).copy_label(&mut label_buf) };
+    let label = &label_buf[..label_len];
     let mut advice_buf = [0u8; ADVICE_MAX];
     let advice_len = ADVICE_LEN.load(Ordering::Acquire);
     for (byte, slot) in advice_buf.iter_mut().zip(&ADVICE[..advice_len]) {

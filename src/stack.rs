@@ -23,9 +23,8 @@
 
 use crate::error::Error;
 use crate::{registry, valgrind};
-use core::cell::UnsafeCell;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 /// The system page size in bytes (`sysconf(_SC_PAGESIZE)`).
 #[inline]
@@ -53,7 +52,9 @@ pub(crate) struct StackMeta {
     /// Non-zero while a context made on this stack has not finished.
     pub(crate) live: AtomicUsize,
     label_len: AtomicUsize,
-    label: UnsafeCell<[u8; LABEL_MAX]>,
+    /// Atomic bytes: the overflow handler may read them on one thread while
+    /// another relabels the stack.
+    label: [AtomicU8; LABEL_MAX],
 }
 
 /// A guarded stack for green threads: one anonymous mapping whose usable
@@ -128,7 +129,7 @@ impl Stack {
         let meta = Box::into_raw(Box::new(StackMeta {
             live: AtomicUsize::new(0),
             label_len: AtomicUsize::new(0),
-            label: UnsafeCell::new([0; LABEL_MAX]),
+            label: [const { AtomicU8::new(0) }; LABEL_MAX],
         }));
         // SAFETY: mmap succeeded, so base is not NULL.
         let base = unsafe { NonNull::new_unchecked(base.cast::<u8>()) };
@@ -231,15 +232,20 @@ impl Stack {
         }
         let meta = self.meta();
         meta.label_len.store(0, Ordering::Release);
-        // SAFETY: `&mut self` excludes other writers; a signal handler on this
-        // thread reads the label only up to `label_len`, which is 0 meanwhile.
-        unsafe { (&mut *meta.label.get())[..len].copy_from_slice(&label.as_bytes()[..len]) };
+        for (slot, &byte) in meta.label.iter().zip(&label.as_bytes()[..len]) {
+            slot.store(byte, Ordering::Relaxed);
+        }
         meta.label_len.store(len, Ordering::Release);
     }
 
     /// The label set with [`Stack::set_label`] (empty by default).
     pub fn label(&self) -> &str {
-        let bytes = self.meta().label_bytes();
+        let meta = self.meta();
+        let len = meta.label_len.load(Ordering::Acquire);
+        // SAFETY: the first `len` bytes were stored before `len` was
+        // published, and nothing stores to them while `self` is borrowed
+        // (`set_label` takes `&mut self`); an AtomicU8 has the layout of a u8.
+        let bytes = unsafe { core::slice::from_raw_parts(meta.label.as_ptr().cast::<u8>(), len) };
         // set_label stores whole characters only.
         core::str::from_utf8(bytes).unwrap_or("")
     }
@@ -297,11 +303,15 @@ impl Stack {
 }
 
 impl StackMeta {
-    /// The label bytes; callable from a signal handler.
-    pub(crate) fn label_bytes(&self) -> &[u8] {
+    /// Copies the label into `buf` and returns its length; callable from a
+    /// signal handler, while another thread may relabel the stack (the copy
+    /// may then mix the two labels, but reads only bytes that were stored).
+    pub(crate) fn copy_label(&self, buf: &mut [u8; LABEL_MAX]) -> usize {
         let len = self.label_len.load(Ordering::Acquire);
-        // SAFETY: the first `len` bytes were written before `len` was published.
-        unsafe { &(&*self.label.get())[..len] }
+        for (byte, slot) in buf.iter_mut().zip(&self.label[..len]) {
+            *byte = slot.load(Ordering::Relaxed);
+        }
+        len
     }
 }
 
@@ -337,7 +347,7 @@ impl core::fmt::Debug for Stack {
     }
 }
 
-// SAFETY: a Stack is plain memory plus atomics; the label cell is only written
+// SAFETY: a Stack is plain memory plus atomics; the label is only written
 // through `&mut self`.
 unsafe impl Send for Stack {}
 // SAFETY: shared access only reads the atomics and the published label bytes.
