@@ -56,10 +56,14 @@ name:
    /* Sign/authenticate the link register with key A and sp as modifier. */
 #  define SIGN_LR hint 25 /* paciasp */
 #  define AUTH_LR hint 29 /* autiasp */
+   /* Tells unwinders that the return address is signed from the next
+      instruction on (or no longer is): after SIGN_LR and after AUTH_LR. */
+#  define RA_SIGNED_TOGGLE .cfi_negate_ra_state
 #  define UGREEN_AARCH64_PAC 0x2
 # else
 #  define SIGN_LR
 #  define AUTH_LR
+#  define RA_SIGNED_TOGGLE
 #  define UGREEN_AARCH64_PAC 0x0
 # endif
 

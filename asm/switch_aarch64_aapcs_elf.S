@@ -98,6 +98,7 @@ ugreen_internal_switch:
     ldr     x9, [x1]                /* x9 = to->sp */
     cbz     x9, .Lmisuse
     SIGN_LR                         /* sign x30 with our sp */
+    RA_SIGNED_TOGGLE                /* from here x30 is signed */
     sub     sp, sp, #FRAME_SIZE
     .cfi_def_cfa_offset FRAME_SIZE
     stp     x19, x20, [sp, #0]      /*   0: x19, x20 */
@@ -161,6 +162,7 @@ ugreen_internal_switch:
     .cfi_def_cfa_offset 0
     mov     x0, x2                  /* transfer word for the resumed side */
     AUTH_LR                         /* x30 was signed with this sp */
+    RA_SIGNED_TOGGLE                /* from here x30 is plain again */
     ret
 .Lreload_fp:
     .cfi_restore_state              /* the frame of `to`, whole */
