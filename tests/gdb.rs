@@ -370,32 +370,7 @@ fn gdb_backtrace_from_c_green_thread_reaches_main() {
     let Some(debugger) = debugger_or_skip() else {
         return;
     };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("gdb_green_backtrace-{ARCH}"));
-    // Debian's name for the target's compiler (native or cross), else cc.
-    let libc = if cfg!(target_env = "musl") {
-        "musl"
-    } else {
-        "gnu"
-    };
-    let cc = format!("{ARCH}-linux-{libc}-gcc");
-    let cc = if runs(&cc) { cc } else { "cc".to_owned() };
-    let out = Command::new(&cc)
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O0", "-g"])
-        .arg("-I")
-        .arg(root.join("include"))
-        .arg(root.join("tests/gdb/green_backtrace.c"))
-        .arg(common::staticlib())
-        .args(common::native_libs())
-        .arg("-o")
-        .arg(&exe)
-        .output()
-        .unwrap_or_else(|e| panic!("run {cc}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cc} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let exe = build_c_program("green_backtrace");
     // Sanity: the program works outside gdb.
     let run = match &debugger {
         Debugger::Native => Command::new(&exe).output().unwrap(),
