@@ -127,6 +127,19 @@ class Server:
             pass
         self.logf.close()
 
+    def wait_master_catches(self, sig, timeout=30):
+        """Waits until the master has installed its handler for sig (it does so in
+        its loop, after it spawned the workers; before, sig would kill it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open('/proc/%d/status' % self.proc.pid) as f:
+                caught = int(re.search(r'^SigCgt:\s*([0-9a-f]+)', f.read(), re.M).group(1), 16)
+            if caught & (1 << (sig - 1)):
+                return
+            time.sleep(0.02)
+        raise TestFailure('the master did not install its %s handler within %d s\n%s' % (
+            signal.Signals(sig).name, timeout, self.log_tail()))
+
     def log(self):
         with open(self.logpath, errors='replace') as f:
             return f.read()
@@ -635,7 +648,7 @@ def graceful(name, binary, plugin, trigger):
     if trigger == 'touch':
         args += ['--touch-reload', touch]
     with Server(name, binary, args, plugin=plugin) as srv:
-        time.sleep(1)  # the master installs its signal handlers after it spawned the worker
+        srv.wait_master_catches(signal.SIGHUP)
         status, body = http_get(srv.port, '/?tag=first')
         old_pid = int(body.rsplit(':', 1)[1])
         paths = ['/?tag=r%d&secs=%d' % (i, secs) for i in range(n)]
@@ -697,7 +710,7 @@ def test_reload_half_open_connection(opts):
     args = ['--master', '--processes', '1', '--async', '8', '--ugreen', '--worker-reload-mercy', '60',
             '--socket-timeout', '60', '--wsgi-file', os.path.join(APPS, 'slow_app.py')]
     with Server('reload-half-open', UWSGI_EMBEDDED, args) as srv:
-        time.sleep(1)  # the master installs its signal handlers after it spawned the worker
+        srv.wait_master_catches(signal.SIGHUP)
         status, body = http_get(srv.port, '/?tag=first')
         old_pid = int(body.rsplit(':', 1)[1])
         half = socket.create_connection(('127.0.0.1', srv.port), timeout=10)
@@ -780,7 +793,7 @@ def reload_mercy(name, binary, plugin):
     args = ['--master', '--processes', '1', '--async', '8', '--ugreen', '--worker-reload-mercy', str(mercy),
             '--wsgi-file', os.path.join(APPS, 'slow_app.py')]
     with Server(name, binary, args, plugin=plugin) as srv:
-        time.sleep(1)  # the master installs its signal handlers after it spawned the worker
+        srv.wait_master_catches(signal.SIGHUP)
         clients = SlowClients(srv.port, ['/?tag=long&secs=20'])
         if not clients.wait_started(1, 30):
             raise TestFailure('the request did not start\n%s' % srv.log_tail())
