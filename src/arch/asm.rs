@@ -141,8 +141,37 @@ pub(crate) struct CoContext {
     co_bounds: core::cell::Cell<(usize, usize)>,
 }
 
-/// Bytes below its link that a new coroutine's first frame occupies.
-pub(crate) const CO_RESERVE: usize = frame::CO_RESERVE;
+/// The first frame of a coroutine that has never run, directly below its
+/// link: the first `co_resume` calls the trampoline (`resume`), which calls
+/// `entry` with the stack pointer at the link.
+#[repr(C)]
+struct CoStart {
+    /// The trampoline (what `co_is_fresh` looks for).
+    resume: usize,
+    entry: usize,
+}
+
+/// Bytes below its link that a new coroutine's first frame occupies. The
+/// link is 16-aligned and so is this, so the trampoline calls `entry` with
+/// the stack pointer aligned as the ABI wants.
+pub(crate) const CO_RESERVE: usize = size_of::<CoStart>();
+
+const _: () = {
+    assert!(core::mem::offset_of!(CoStart, resume) == 0);
+    assert!(core::mem::offset_of!(CoStart, entry) == 8);
+    assert!(CO_RESERVE == 16);
+};
+
+/// The address of the coroutine trampoline (in the architecture's module).
+/// Declared inside a function so that cbindgen, which lists the crate's
+/// `extern "C"` blocks in include/ugreen.h, does not see it.
+#[inline(always)]
+fn co_trampoline() -> usize {
+    extern "C" {
+        fn ugreen_internal_coroutine_trampoline();
+    }
+    ugreen_internal_coroutine_trampoline as *const () as usize
+}
 
 /// Prepares a coroutine that runs `entry(transfer, link)` on the stack
 /// `[bottom, link)` when first resumed; returns its saved stack pointer.
@@ -169,9 +198,16 @@ pub(crate) unsafe fn co_init(
     unsafe {
         asan::co_prepare(link, _bottom, link.cast())
     };
+    let sp = link as usize - CO_RESERVE;
     // SAFETY: the frame lies in the reserve below `link`, which the caller
     // guarantees writable.
-    unsafe { frame::co_frame(link as usize, entry as usize) }
+    unsafe {
+        (sp as *mut CoStart).write(CoStart {
+            resume: co_trampoline(),
+            entry: entry as usize,
+        })
+    };
+    sp
 }
 
 /// Resumes the coroutine suspended at `sp` (from `co_init` or the previous
@@ -234,8 +270,10 @@ pub(crate) unsafe fn co_suspend(link: *mut CoContext, transfer: usize) -> usize 
 /// stack that is still mapped; `link` is its link.
 #[inline]
 pub(crate) unsafe fn co_is_fresh(_link: *const CoContext, sp: usize) -> bool {
-    // SAFETY: the caller's contract.
-    unsafe { frame::co_is_fresh(sp) }
+    // SAFETY: the caller's contract: the frame of a suspended coroutine
+    // lies at `sp`, a `CoStart` or the architecture's `CoFrame`, and both
+    // begin with the address it resumes at.
+    unsafe { *(sp as *const usize) == co_trampoline() }
 }
 
 /// Called first thing by a coroutine's entry function.

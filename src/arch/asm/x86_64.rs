@@ -1,6 +1,6 @@
 //! x86_64 System V: the frame saved by asm/switch_x86_64_sysv_elf.S.
 
-use super::Start;
+use super::{CoStart, Start};
 use core::mem::{offset_of, size_of};
 
 /// One suspended context's saved state, at its saved stack pointer.
@@ -106,7 +106,7 @@ pub(super) struct CoFrame {
 ///
 /// # Safety
 /// `sp` is the saved stack pointer of a suspended coroutine (returned by
-/// `co_suspend` or `co_frame`) on a stack that is still mapped; `link` is
+/// `co_suspend` or `co_init`) on a stack that is still mapped; `link` is
 /// its link, writable, and stays valid until the coroutine switches back.
 #[inline(always)]
 pub(super) unsafe fn co_resume(
@@ -173,68 +173,12 @@ pub(super) unsafe fn co_suspend(link: *const usize, transfer: usize) -> usize {
     out
 }
 
-/// Whether `sp`, a saved coroutine stack pointer, is that of a coroutine
-/// that has never run (its frame resumes at the trampoline).
-///
-/// # Safety
-/// `sp` is a saved coroutine stack pointer on a mapped stack.
-#[inline]
-pub(super) unsafe fn co_is_fresh(sp: usize) -> bool {
-    // SAFETY: the caller's contract: a CoFrame lies at `sp`.
-    unsafe { (*(sp as *const CoFrame)).resume == trampoline() }
-}
-
-/// The first frame of a coroutine that has never run, directly below its
-/// link: the first `co_resume` calls the trampoline (`resume`), which
-/// calls `entry` with rsp at the link.
-#[repr(C)]
-struct CoStart {
-    /// The trampoline (what `co_is_fresh` looks for).
-    resume: usize,
-    entry: usize,
-}
-
-/// Writes the first frame of a coroutine below `link` (16-aligned) and
-/// returns its saved stack pointer.
-///
-/// # Safety
-/// `[link - CO_RESERVE, link)` is writable memory owned by the new coroutine.
-#[inline]
-pub(super) unsafe fn co_frame(link: usize, entry: usize) -> usize {
-    let sp = link - CO_RESERVE;
-    // SAFETY: the caller's contract.
-    unsafe {
-        (sp as *mut CoStart).write(CoStart {
-            resume: trampoline(),
-            entry,
-        })
-    };
-    sp
-}
-
-/// Bytes below the link used by a new coroutine's first frame. The link is
-/// 16-aligned, so the trampoline's `call` finds rsp 16-byte aligned.
-pub(super) const CO_RESERVE: usize = size_of::<CoStart>();
-
+// `co_is_fresh` reads the resume address as the first word of either frame.
 const _: () = {
     assert!(offset_of!(CoFrame, resume) == 0);
     assert!(offset_of!(CoFrame, rbx) == 8);
     assert!(offset_of!(CoFrame, rbp) == 16);
-    assert!(offset_of!(CoStart, resume) == 0);
-    assert!(offset_of!(CoStart, entry) == 8);
-    assert!(CO_RESERVE == 16);
 };
-
-/// The address of the coroutine trampoline (below). Declared inside a
-/// function so that cbindgen, which lists the crate's `extern "C"` blocks in
-/// include/ugreen.h, does not see it.
-#[inline(always)]
-fn trampoline() -> usize {
-    extern "C" {
-        fn ugreen_internal_coroutine_trampoline();
-    }
-    ugreen_internal_coroutine_trampoline as *const () as usize
-}
 
 /// With the `asan` feature, the ending coroutine announces the switch to its
 /// link and releases its fake stack (src/arch/asm/asan.rs) in the trampoline,
