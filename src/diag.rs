@@ -1,9 +1,10 @@
 //! Fatal-error reporting that is safe in any state: inside a signal handler,
 //! on a green stack, or with the heap unusable. Writes with `write(2)` only.
 //! Also the fatal entry points that the switch routines and trampolines
-//! call by symbol.
+//! call by symbol, and the texts that the overflow report names.
 
 use core::ffi::c_void;
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 /// Writes the pieces to stderr, unbuffered, ignoring errors.
 pub(crate) fn write_stderr(pieces: &[&[u8]]) {
@@ -46,6 +47,63 @@ pub(crate) fn fmt_usize(value: usize, buf: &mut [u8; 20]) -> &[u8] {
         }
     }
     &buf[i..]
+}
+
+/// A short UTF-8 text that a signal handler may copy out on one thread while
+/// another thread replaces it: atomic bytes, and a length that is 0 while
+/// they change. Its owner keeps writers from racing each other (a lock, or
+/// `&mut`).
+pub(crate) struct SignalText<const N: usize> {
+    len: AtomicUsize,
+    bytes: [AtomicU8; N],
+}
+
+impl<const N: usize> SignalText<N> {
+    pub(crate) const fn new() -> Self {
+        SignalText {
+            len: AtomicUsize::new(0),
+            bytes: [const { AtomicU8::new(0) }; N],
+        }
+    }
+
+    /// Replaces the text with `text`, truncated to `N` bytes at a character
+    /// boundary.
+    pub(crate) fn set(&self, text: &str) {
+        let mut len = text.len().min(N);
+        while !text.is_char_boundary(len) {
+            len -= 1;
+        }
+        self.len.store(0, Ordering::Release);
+        for (slot, &byte) in self.bytes.iter().zip(&text.as_bytes()[..len]) {
+            slot.store(byte, Ordering::Relaxed);
+        }
+        self.len.store(len, Ordering::Release);
+    }
+
+    /// Copies the text into `buf` and returns it (empty if none); callable
+    /// from a signal handler. A copy taken while a writer runs may mix the
+    /// two texts, but reads only bytes that were stored.
+    pub(crate) fn copy<'b>(&self, buf: &'b mut [u8; N]) -> &'b [u8] {
+        let len = self.len.load(Ordering::Acquire);
+        for (byte, slot) in buf.iter_mut().zip(&self.bytes[..len]) {
+            *byte = slot.load(Ordering::Relaxed);
+        }
+        &buf[..len]
+    }
+
+    /// The text, borrowed.
+    ///
+    /// # Safety
+    /// No writer runs while the result is in use.
+    pub(crate) unsafe fn get(&self) -> &str {
+        let len = self.len.load(Ordering::Acquire);
+        // SAFETY: the first `len` bytes were stored before `len` was
+        // published, and the caller's contract excludes stores to them while
+        // they are borrowed; an AtomicU8 has the layout of a u8.
+        let bytes = unsafe { core::slice::from_raw_parts(self.bytes.as_ptr().cast::<u8>(), len) };
+        // `set` stores whole characters only.
+        core::str::from_utf8(bytes).unwrap_or("")
+    }
 }
 
 /// Called by the switch routine when its arguments are unusable.

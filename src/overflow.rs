@@ -28,13 +28,13 @@
 //! for the calling thread (and fork children inherit); other threads that run
 //! green threads call [`prepare_thread`].
 
-use crate::diag::{fmt_usize, write_stderr};
+use crate::diag::{fmt_usize, write_stderr, SignalText};
 use crate::registry;
 use crate::stack::{page_size, Stack, StackMeta, LABEL_MAX};
 use core::cell::{RefCell, UnsafeCell};
 use core::mem::MaybeUninit;
 use core::ptr;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use std::io;
 use std::sync::Mutex;
 
@@ -63,10 +63,8 @@ fn previous_slot(sig: libc::c_int) -> *mut MaybeUninit<libc::sigaction> {
 }
 
 const ADVICE_MAX: usize = 192;
-/// The advice bytes, atomics so that `set_advice` on one thread and the
-/// handler on another never race; `ADVICE_LEN` is 0 while they change.
-static ADVICE: [AtomicU8; ADVICE_MAX] = [const { AtomicU8::new(0) }; ADVICE_MAX];
-static ADVICE_LEN: AtomicUsize = AtomicUsize::new(0);
+/// The advice; empty for the default.
+static ADVICE: SignalText<ADVICE_MAX> = SignalText::new();
 /// Serializes writers of `ADVICE`.
 static ADVICE_WRITER: Mutex<()> = Mutex::new(());
 const DEFAULT_ADVICE: &[u8] = b"give it a larger stack";
@@ -76,16 +74,8 @@ const DEFAULT_ADVICE: &[u8] = b"give it a larger stack";
 /// to 192 bytes. Callable from any thread; an overflow reported while it
 /// runs may print the default advice.
 pub fn set_advice(advice: &str) {
-    let mut len = advice.len().min(ADVICE_MAX);
-    while !advice.is_char_boundary(len) {
-        len -= 1;
-    }
     let _writer = ADVICE_WRITER.lock().unwrap_or_else(|e| e.into_inner());
-    ADVICE_LEN.store(0, Ordering::Release);
-    for (slot, &byte) in ADVICE.iter().zip(&advice.as_bytes()[..len]) {
-        slot.store(byte, Ordering::Relaxed);
-    }
-    ADVICE_LEN.store(len, Ordering::Release);
+    ADVICE.set(advice);
 }
 
 /// Size of the alternate signal stack [`prepare_thread`] maps.
@@ -262,17 +252,13 @@ fn report(hit: &registry::Record, addr: usize) {
     // SAFETY: stack.rs records its StackMeta as the owner, and it stays
     // valid while recorded; the faulting stack is still mapped (a thread
     // cannot overflow a stack that was unmapped).
-    let label_len = unsafe { (*hit.owner.cast::<StackMeta>()).copy_label(&mut label_buf) };
-    let label = &label_buf[..label_len];
+    let label = unsafe { (*hit.owner.cast::<StackMeta>()).label.copy(&mut label_buf) };
     let mut advice_buf = [0u8; ADVICE_MAX];
-    let advice_len = ADVICE_LEN.load(Ordering::Acquire);
-    for (byte, slot) in advice_buf.iter_mut().zip(&ADVICE[..advice_len]) {
-        *byte = slot.load(Ordering::Relaxed);
-    }
-    let advice: &[u8] = if advice_len == 0 {
+    let advice = ADVICE.copy(&mut advice_buf);
+    let advice: &[u8] = if advice.is_empty() {
         DEFAULT_ADVICE
     } else {
-        &advice_buf[..advice_len]
+        advice
     };
     write_stderr(&[
         b"ugreen: stack overflow in green thread \"",

@@ -21,10 +21,11 @@
 //! finished (e.g. after `mem::forget` of a `Coroutine` that borrowed it)
 //! leaks the mapping instead.
 
+use crate::diag::SignalText;
 use crate::error::Error;
 use crate::{registry, valgrind};
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// The system page size in bytes (`sysconf(_SC_PAGESIZE)`).
 #[inline]
@@ -51,10 +52,9 @@ pub const LABEL_MAX: usize = 63;
 pub(crate) struct StackMeta {
     /// Non-zero while a context made on this stack has not finished.
     pub(crate) live: AtomicUsize,
-    label_len: AtomicUsize,
-    /// Atomic bytes: the overflow handler may read them on one thread while
-    /// another relabels the stack.
-    label: [AtomicU8; LABEL_MAX],
+    /// The overflow handler may copy it on one thread while another
+    /// relabels the stack.
+    pub(crate) label: SignalText<LABEL_MAX>,
 }
 
 /// A guarded stack for green threads: one anonymous mapping whose usable
@@ -128,8 +128,7 @@ impl Stack {
         unsafe { libc::madvise(base, map_len, libc::MADV_NOHUGEPAGE) };
         let meta = Box::into_raw(Box::new(StackMeta {
             live: AtomicUsize::new(0),
-            label_len: AtomicUsize::new(0),
-            label: [const { AtomicU8::new(0) }; LABEL_MAX],
+            label: SignalText::new(),
         }));
         // SAFETY: mmap succeeded, so base is not NULL.
         let base = unsafe { NonNull::new_unchecked(base.cast::<u8>()) };
@@ -226,28 +225,14 @@ impl Stack {
     /// Sets the label named in diagnostics (e.g. `"core 17"`); truncated to
     /// `LABEL_MAX` (63) bytes at a character boundary.
     pub fn set_label(&mut self, label: &str) {
-        let mut len = label.len().min(LABEL_MAX);
-        while !label.is_char_boundary(len) {
-            len -= 1;
-        }
-        let meta = self.meta();
-        meta.label_len.store(0, Ordering::Release);
-        for (slot, &byte) in meta.label.iter().zip(&label.as_bytes()[..len]) {
-            slot.store(byte, Ordering::Relaxed);
-        }
-        meta.label_len.store(len, Ordering::Release);
+        self.meta().label.set(label);
     }
 
     /// The label set with [`Stack::set_label`] (empty by default).
     pub fn label(&self) -> &str {
-        let meta = self.meta();
-        let len = meta.label_len.load(Ordering::Acquire);
-        // SAFETY: the first `len` bytes were stored before `len` was
-        // published, and nothing stores to them while `self` is borrowed
-        // (`set_label` takes `&mut self`); an AtomicU8 has the layout of a u8.
-        let bytes = unsafe { core::slice::from_raw_parts(meta.label.as_ptr().cast::<u8>(), len) };
-        // set_label stores whole characters only.
-        core::str::from_utf8(bytes).unwrap_or("")
+        // SAFETY: the only writer, `set_label`, takes `&mut self`, so none
+        // runs while `self` is borrowed.
+        unsafe { self.meta().label.get() }
     }
 
     #[inline]
@@ -299,19 +284,6 @@ impl Stack {
     #[inline]
     pub(crate) fn release(&self) {
         self.meta().live.store(0, Ordering::Release);
-    }
-}
-
-impl StackMeta {
-    /// Copies the label into `buf` and returns its length; callable from a
-    /// signal handler, while another thread may relabel the stack (the copy
-    /// may then mix the two labels, but reads only bytes that were stored).
-    pub(crate) fn copy_label(&self, buf: &mut [u8; LABEL_MAX]) -> usize {
-        let len = self.label_len.load(Ordering::Acquire);
-        for (byte, slot) in buf.iter_mut().zip(&self.label[..len]) {
-            *byte = slot.load(Ordering::Relaxed);
-        }
-        len
     }
 }
 
