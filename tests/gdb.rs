@@ -446,12 +446,7 @@ fn gdb_backtrace_from_coroutine_reaches_resumer() {
         &debugger,
         "gdb_rust_breakpoint_in_green_thread",
         &exe,
-        &[
-            "gdb_backtrace_from_coroutine_reaches_resumer",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ],
+        &common::child_args("gdb_backtrace_from_coroutine_reaches_resumer"),
         &[(common::CHILD_ENV, "gdb-coroutine")],
     );
     let frames = assert_frames_in_order(
@@ -525,12 +520,7 @@ print("END")
         &debugger,
         "*ugreen_internal_coroutine_trampoline",
         &exe,
-        &[
-            "gdb_backtrace_at_every_instruction_of_coroutine_trampoline",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ],
+        &common::child_args("gdb_backtrace_at_every_instruction_of_coroutine_trampoline"),
         &[(common::CHILD_ENV, "gdb-coroutine-step")],
         &[&format!("source {}", script.display())],
     );

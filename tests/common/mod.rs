@@ -13,6 +13,12 @@ mod emulation;
 /// scenario to run.
 pub const CHILD_ENV: &str = "UGREEN_TEST_CHILD";
 
+/// The arguments that make this test binary run only `test_name`, alone
+/// and with its output shown (a child scenario; set [`CHILD_ENV`] too).
+pub fn child_args(test_name: &str) -> [&str; 4] {
+    [test_name, "--exact", "--nocapture", "--test-threads=1"]
+}
+
 /// Re-executes this test binary running only `test_name`, with the
 /// scenario `scenario` selected, and returns its output.
 pub fn run_child(test_name: &str, scenario: &str) -> Output {
@@ -25,7 +31,7 @@ pub fn run_child(test_name: &str, scenario: &str) -> Output {
         }
         None => Command::new(exe),
     };
-    cmd.args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+    cmd.args(child_args(test_name))
         .env(CHILD_ENV, scenario)
         .env("RUST_BACKTRACE", "0")
         .output()
