@@ -10,29 +10,31 @@
 //!   again after each `autiasp`, so unwinders authenticate it exactly where
 //!   it is signed.
 
-#[cfg(target_arch = "x86_64")]
 use std::path::Path;
 use std::process::Command;
 
 #[cfg(target_arch = "x86_64")]
-fn assemble(flags: &[&str], out: &Path) {
+const X86_64_SOURCE: &str = "switch_x86_64_sysv_elf.S";
+
+/// Assembles `asm/<source>` with the compiler `cc` and `flags` into `out`.
+fn assemble(cc: &str, source: &str, flags: &[&str], out: &Path) {
     let root = env!("CARGO_MANIFEST_DIR");
-    let status = Command::new("cc")
+    let status = Command::new(cc)
         .args(flags)
         .args([
             "-c",
             "-I",
             &format!("{root}/asm"),
-            &format!("{root}/asm/switch_x86_64_sysv_elf.S"),
+            &format!("{root}/asm/{source}"),
             "-o",
         ])
         .arg(out)
         .status()
-        .expect("run cc");
-    assert!(status.success());
+        .unwrap_or_else(|e| panic!("run {cc}: {e}"));
+    assert!(status.success(), "{cc} failed on {source}");
 }
 
-#[cfg(target_arch = "x86_64")]
+/// The standard output of `cmd args obj`, which must succeed.
 fn tool(cmd: &str, args: &[&str], obj: &Path) -> String {
     let out = Command::new(cmd).args(args).arg(obj).output().expect(cmd);
     assert!(out.status.success(), "{cmd} failed");
@@ -45,7 +47,7 @@ fn cet_build_has_landing_pads_and_claims_ibt_only() {
     let dir = std::env::temp_dir().join(format!("ugreen-asm-notes-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let obj = dir.join("cet.o");
-    assemble(&["-fcf-protection=full"], &obj);
+    assemble("cc", X86_64_SOURCE, &["-fcf-protection=full"], &obj);
 
     let notes = tool("readelf", &["-n"], &obj);
     assert!(notes.contains("x86 feature: IBT"), "{notes}");
@@ -80,7 +82,7 @@ fn plain_build_claims_nothing() {
     let dir = std::env::temp_dir().join(format!("ugreen-asm-plain-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let obj = dir.join("plain.o");
-    assemble(&["-fcf-protection=none"], &obj);
+    assemble("cc", X86_64_SOURCE, &["-fcf-protection=none"], &obj);
     let notes = tool("readelf", &["-n"], &obj);
     assert!(!notes.contains("x86 feature"), "{notes}");
     let dis = tool("objdump", &["-d"], &obj);
@@ -154,26 +156,17 @@ fn aarch64_pac_build_marks_the_return_address_signed_exactly_where_it_is() {
         eprintln!("skipped: no aarch64 assembler (Debian package gcc-aarch64-linux-gnu)");
         return;
     };
-    let root = env!("CARGO_MANIFEST_DIR");
     let dir = std::env::temp_dir().join(format!("ugreen-asm-pac-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let obj = dir.join("pac.o");
-    let status = Command::new(cc)
-        .args(["-mbranch-protection=pac-ret+bti", "-c", "-I"])
-        .arg(format!("{root}/asm"))
-        .arg(format!("{root}/asm/switch_aarch64_aapcs_elf.S"))
-        .arg("-o")
-        .arg(&obj)
-        .status()
-        .expect("run the aarch64 assembler");
-    assert!(status.success());
-    let run = |cmd: &str, args: &[&str]| {
-        let out = Command::new(cmd).args(args).arg(&obj).output().expect(cmd);
-        assert!(out.status.success(), "{cmd} failed");
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let frames = run("readelf", &["--debug-dump=frames"]);
-    let dis = run(objdump, &["-d", "--no-show-raw-insn"]);
+    assemble(
+        cc,
+        "switch_aarch64_aapcs_elf.S",
+        &["-mbranch-protection=pac-ret+bti"],
+        &obj,
+    );
+    let frames = tool("readelf", &["--debug-dump=frames"], &obj);
+    let dis = tool(objdump, &["-d", "--no-show-raw-insn"], &obj);
     let at = |mnemonic: &str| -> Vec<u64> {
         dis.lines()
             .filter(|l| l.split_whitespace().nth(1) == Some(mnemonic))
