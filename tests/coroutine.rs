@@ -416,8 +416,10 @@ fn a_closure_that_just_fits_is_accepted_and_one_byte_less_room_is_refused() {
     // ucontext backend keeps two contexts in the link and a ucontext_t in
     // the first frame.
     const OVERHEAD: usize = if cfg!(feature = "ucontext") { 2048 } else { 64 };
+    // What is left for the captures, less the `Rc` beside the bytes.
+    const BYTES: usize = 8192 - 4096 - OVERHEAD - 8;
     struct Big {
-        bytes: [u8; 8192 - 4096 - OVERHEAD - 8],
+        bytes: [u8; BYTES],
         dropped: Rc<RefCell<Vec<u64>>>,
     }
     impl Drop for Big {
@@ -430,7 +432,7 @@ fn a_closure_that_just_fits_is_accepted_and_one_byte_less_room_is_refused() {
     let dropped = Rc::new(RefCell::new(Vec::new()));
     let mut stack = Stack::new(2).unwrap();
     let big = Big {
-        bytes: [0x5a; 8192 - 4096 - OVERHEAD - 8],
+        bytes: [0x5a; BYTES],
         dropped: dropped.clone(),
     };
     let co = Coroutine::<(), (), u8>::try_on_stack(&mut stack, move |_, ()| {
@@ -439,10 +441,7 @@ fn a_closure_that_just_fits_is_accepted_and_one_byte_less_room_is_refused() {
     })
     .expect("fits");
     drop(co);
-    assert_eq!(
-        *dropped.borrow(),
-        [0x5a * (8192 - 4096 - OVERHEAD - 8) as u64]
-    );
+    assert_eq!(*dropped.borrow(), [0x5a * BYTES as u64]);
     let too_big = [0u8; 8192 - 4096 + 1];
     let refused = Coroutine::<(), (), u8>::try_on_stack(&mut stack, move |_, ()| too_big[0]);
     assert_eq!(refused.err(), Some(ugreen::Error::InvalidSize));
