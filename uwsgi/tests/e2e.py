@@ -855,18 +855,18 @@ def resident_stacks(pid, stack_bytes, per_stack=None):
 
 
 def stacks_after_request(pid, stack_bytes, settled, timeout=5):
-    """resident_stacks() once the worker is done with the request the test just
-    got its response to: uWSGI closes the connection on the core, before the core
-    switches back and the plugin's end-of-request step (which gives memory back)
-    runs. Nothing else runs in the worker meanwhile, so this polls until
-    settled(count, kib, per_stack) holds or timeout seconds pass, and returns
-    (count, kib, per_stack) of the last look."""
+    """The resident KiB of each stack (resident_stacks()) once the worker is done
+    with the request the test just got its response to: uWSGI closes the
+    connection on the core, before the core switches back and the plugin's
+    end-of-request step (which gives memory back) runs. Nothing else runs in the
+    worker meanwhile, so this polls until settled(per_stack) holds or timeout
+    seconds pass, and returns the last look; the caller checks settled() again."""
     deadline = time.monotonic() + timeout
     while True:
         per_stack = []
-        count, kib = resident_stacks(pid, stack_bytes, per_stack)
-        if settled(count, kib, per_stack) or time.monotonic() > deadline:
-            return count, kib, per_stack
+        resident_stacks(pid, stack_bytes, per_stack)
+        if settled(per_stack) or time.monotonic() > deadline:
+            return per_stack
         time.sleep(0.02)
 
 
@@ -885,9 +885,9 @@ def test_memory_after_burst(opts):
     with Server('memory', UWSGI_BASE, args, plugin=PLUGIN_SO) as srv:
         status, body = http_get(srv.port, '/')
         pid = int(body.split(':')[1])
-        if resident_stacks(pid, stack_bytes)[0] != cores:
-            raise TestFailure('found %d stacks of %d bytes, expected %d' % (
-                resident_stacks(pid, stack_bytes)[0], stack_bytes, cores))
+        found = resident_stacks(pid, stack_bytes)[0]
+        if found != cores:
+            raise TestFailure('found %d stacks of %d bytes, expected %d' % (found, stack_bytes, cores))
         rss_idle = worker_rss(pid)
         during = []
         # the requests stay deep until the test has measured them and creates `release`
@@ -931,19 +931,26 @@ def test_memory_after_burst(opts):
         # core is given back at the burst's end, except those already given back and
         # reused within the same second (here the core of the first request)
         http_get(srv.port, '/')
-        _, _, per_stack = stacks_after_request(pid, stack_bytes, lambda n, kib, per: sum(k > 8 for k in per) <= 2)
-        deep_left = [k for k in per_stack if k > 8]
-        if len(deep_left) > 2:
+
+        def few_deep(per_stack):
+            return sum(k > 8 for k in per_stack) <= 2
+        per_stack = stacks_after_request(pid, stack_bytes, few_deep)
+        if not few_deep(per_stack):
+            deep_left = [k for k in per_stack if k > 8]
             raise TestFailure('%d stacks still hold more than 8 KiB right after the burst: %s\nlog:\n%s' % (
                 len(deep_left), deep_left, srv.log_tail()))
         # a second later, the next request's end gives back every idle core
         time.sleep(1.2)
         http_get(srv.port, '/')
-        count, after, per_stack = stacks_after_request(pid, stack_bytes, lambda n, kib, per: kib <= 64)
+
+        # the core that served the last request keeps a few pages
+        def little_left(per_stack):
+            return sum(per_stack) <= 64
+        per_stack = stacks_after_request(pid, stack_bytes, little_left)
+        count, after = len(per_stack), sum(per_stack)
         rss_after = worker_rss(pid)
         srv.assert_no_worker_death()
-        # the core that served the last request keeps a few pages
-        if after > 64:
+        if not little_left(per_stack):
             raise TestFailure('%d KiB of the %d stacks still resident after the burst (%d KiB during it); '
                               'resident KiB per stack, where not 0: %s\nlog:\n%s' % (
                                   after, count, peak, [k for k in per_stack if k], srv.log_tail()))
